@@ -1,0 +1,22 @@
+"""rag: a local retrieval assistant over a reading list of research papers.
+
+    from rag import Library
+    lib = Library.open()
+    lib.ask("how does GQA differ from MQA")
+"""
+
+__version__ = "0.1.0"
+__all__ = ["Library", "Settings", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so `import rag` (and `rag --help`) stays light.
+    if name == "Library":
+        from rag.library import Library
+
+        return Library
+    if name == "Settings":
+        from rag.settings import Settings
+
+        return Settings
+    raise AttributeError(name)

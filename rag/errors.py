@@ -1,0 +1,46 @@
+"""Typed errors. Each message names the file or source involved and what to do next."""
+
+
+class RagError(Exception):
+    """Base class: the CLI prints these as one clean line instead of a traceback."""
+
+
+class SettingsError(RagError):
+    """A setting or flag has a value rag cannot use."""
+
+
+class CatalogError(RagError):
+    """The reading list cannot be read at all (missing file, not text)."""
+
+
+class FetchError(RagError):
+    """A source could not be fetched; carries the source id."""
+
+    def __init__(self, message: str, *, source_id: str = "", status: str = "failed"):
+        super().__init__(message)
+        self.source_id = source_id
+        self.status = status
+
+
+class ExtractError(RagError):
+    """A fetched file yields no usable text (encrypted, image-only, corrupt)."""
+
+
+class EmbedError(RagError):
+    """The embedding model cannot be loaded or run."""
+
+
+class IndexMissing(RagError):
+    """No snapshot has been published yet under this home."""
+
+
+class IndexMismatch(RagError):
+    """The snapshot was built with another format version or model than this code uses."""
+
+
+class BuildLocked(RagError):
+    """Another build holds the lock."""
+
+
+class GateFailed(RagError):
+    """A new snapshot scored below the published one on the gold questions."""

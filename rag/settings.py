@@ -1,0 +1,89 @@
+"""Every knob of rag in one place: defaults, overridable by `RAG_*` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    """`index/` beside the package in a checkout; otherwise a per-user data folder."""
+    if (_CHECKOUT / "pyproject.toml").exists():
+        return _CHECKOUT / "index"
+    return Path.home() / ".local" / "share" / "rag"
+
+
+def _default_list() -> Path:
+    return _CHECKOUT / "seeds" / "reading_list.md"
+
+
+class Settings(BaseSettings):
+    """Settings for every stage. Environment: `RAG_<FIELD>` (e.g. `RAG_HOME`, `RAG_MODEL`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", frozen=True)
+
+    # Where things live
+    home: Path = Field(default_factory=_default_home, description="Index root: cache/, snapshots/, CURRENT.")
+    list_path: Path = Field(default_factory=_default_list, description="The markdown reading list to build from.")
+
+    # Network (only fetch uses these)
+    arxiv_api_url: str = Field("https://export.arxiv.org/api/query", description="arXiv query API endpoint.")
+    arxiv_pdf_url: str = Field("", description="Base URL for arXiv PDFs (`<base>/<id>v<n>`); empty: the API's link.")
+    acl_pdf_url: str = Field("https://aclanthology.org", description="Base URL for ACL Anthology PDFs (`<base>/<id>.pdf`).")
+    github_api_url: str = Field("https://api.github.com", description="GitHub API base, used for repository READMEs.")
+    arxiv_delay: float = Field(3.0, description="Seconds between arXiv API requests (arXiv asks for 3).")
+    arxiv_batch: int = Field(50, description="arXiv ids per API request.")
+    timeout: float = Field(30.0, description="Seconds before an HTTP request times out.")
+    walled_timeout: float = Field(5.0, description="Timeout for hosts that usually need a login (x.com, reddit).")
+    retries: int = Field(4, description="Retries on 429/5xx/timeouts, with exponential backoff.")
+    backoff: float = Field(2.0, description="First backoff delay in seconds; doubles on each retry.")
+    max_bytes: int = Field(100_000_000, description="Largest response accepted, in bytes.")
+    user_agent: str = Field("rag/0.1 (local reading-list retrieval; +https://github.com/)", description="HTTP User-Agent.")
+    metadata_ttl_hours: float = Field(24.0, description="Re-check arXiv metadata at most this often.")
+    offline: bool = Field(False, description="Use only what is cached; touch no network.")
+
+    # Extraction and chunking
+    chunk_tokens: int = Field(0, description="Word pieces per chunk; 0 means the model's max_seq_length.")
+    chunk_overlap: int = Field(32, description="Word pieces shared by neighbouring chunks.")
+
+    # Embedding
+    model: str = Field("", description="sentence-transformers model name or path; empty: bundled all-MiniLM-L6-v2.")
+    batch_size: int = Field(64, description="Texts per encoder batch.")
+    quantize: Literal["none", "int8"] = Field("none", description="Quantize the ONNX encoder (int8 is ~2x faster).")
+    onnx: bool = Field(True, description="Answer queries with the ONNX export of the model (no torch at query time).")
+
+    # Index
+    exact_max: int = Field(50_000, description="Above this many vectors the index is HNSW instead of exact.")
+    keep_snapshots: int = Field(3, description="Published snapshots kept on disk.")
+
+    # Retrieval
+    k: int = Field(5, description="Passages per answer.")
+    per_paper: int = Field(2, description="At most this many passages from one source.")
+    include_references: bool = Field(False, description="Let reference-list chunks be retrieved.")
+    candidates: int = Field(100, description="Candidates taken from each retriever before fusion.")
+    lexical_weight: float = Field(0.3, description="Weight of z-scored BM25 in fusion (dense gets the rest).")
+
+    # Optional LLM answer
+    llm_url: str = Field("", description="OpenAI-compatible chat endpoint base URL (e.g. http://localhost:11434/v1).")
+    llm_model: str = Field("", description="Model name sent to the LLM endpoint.")
+    llm_api_key: str = Field("", description="API key for the LLM endpoint, if it needs one.")
+    llm_timeout: float = Field(60.0, description="Seconds to wait for the LLM endpoint.")
+
+    def with_overrides(self, **values) -> "Settings":
+        """A copy with the non-None values replaced (CLI flags override the environment)."""
+        changed = {key: value for key, value in values.items() if value is not None}
+        return self.model_copy(update=changed) if changed else self
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(env var, default, description) for every setting, for docs and `rag config`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default
+        rows.append((f"RAG_{name.upper()}", str(default), field.description or ""))
+    return rows

@@ -1,0 +1,253 @@
+"""The only module that knows paths and file formats under RAG_HOME.
+
+    <home>/cache/blobs/ab/<sha256>        raw downloads, by content hash
+    <home>/cache/partial/<key>.part       transfers in progress (resumable; never under a final name)
+    <home>/cache/fetched/<key>.json       the last fetch record of each source (status, version, blob)
+    <home>/cache/documents/<key>.json     extracted text, by (blob hash, extractor version)
+    <home>/cache/embeddings/<fp>.sqlite   vectors by chunk hash, one file per model fingerprint
+    <home>/models/<fp>/                   the ONNX export of a model, kept with the index
+    <home>/snapshots/<id>/                one complete built index (see rag.snapshot)
+    <home>/CURRENT                        names the published snapshot; replaced atomically
+    <home>/build.lock                     held while a build runs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import types
+import typing
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import BuildLocked
+from rag.types import Document, Fetched
+
+
+def sha256(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_key(text: str) -> str:
+    """A file-name-safe key for any id or URL: nothing in it can climb out of its folder."""
+    return sha256(text)[:32]
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---- JSON codec for the frozen dataclasses in rag.types -------------------------------------------------
+
+
+def to_jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(item) for item in obj]
+    if isinstance(obj, dict):
+        return {key: to_jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def from_jsonable(cls, data):
+    """Rebuild a dataclass (nested dataclasses and tuples included) from `to_jsonable` output."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _coerce(hints[f.name], data[f.name])
+    return cls(**kwargs)
+
+
+def _coerce(hint, value):
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            if arg is not type(None):
+                return _coerce(arg, value)
+    if dataclasses.is_dataclass(hint):
+        return from_jsonable(hint, value)
+    if origin is tuple:
+        inner = args[0] if args else typing.Any
+        return tuple(_coerce(inner, item) for item in value)
+    return value
+
+
+# ---- The home folder ---------------------------------------------------------------------------------------
+
+
+class Home:
+    """Everything on disk under one RAG_HOME."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).expanduser().resolve()
+        self.cache = self.root / "cache"
+        self.snapshots = self.root / "snapshots"
+
+    # raw blobs -------------------------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise ValueError(f"not a sha256 digest: {digest!r}")
+        return self.cache / "blobs" / digest[:2] / digest
+
+    def has_blob(self, digest: str | None) -> bool:
+        return bool(digest) and self.blob_path(digest).is_file()
+
+    def read_blob(self, digest: str) -> bytes:
+        return self.blob_path(digest).read_bytes()
+
+    def put_blob(self, data: bytes) -> str:
+        digest = sha256(data)
+        path = self.blob_path(digest)
+        if not path.exists():
+            atomic_write(path, data)
+        return digest
+
+    def partial_path(self, key: str) -> Path:
+        """Where a transfer for `key` (a URL) accumulates until it is complete and verified."""
+        path = self.cache / "partial" / f"{safe_key(key)}.part"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def commit_partial(self, partial: Path) -> str:
+        """Move a finished, verified transfer into the blob store under its content hash."""
+        digest = hashlib.sha256()
+        with open(partial, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        final = self.blob_path(digest.hexdigest())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, final)
+        return digest.hexdigest()
+
+    # fetch records ---------------------------------------------------------------------------------------
+    def _fetched_path(self, source_id: str) -> Path:
+        return self.cache / "fetched" / f"{safe_key(source_id)}.json"
+
+    def load_fetched(self, source_id: str) -> tuple[Fetched, float] | None:
+        """The last fetch record of a source and when it was written (epoch seconds), if any."""
+        path = self._fetched_path(source_id)
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            return from_jsonable(Fetched, data["fetched"]), float(data["at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_fetched(self, fetched: Fetched, at: float) -> None:
+        payload = {"at": at, "fetched": to_jsonable(fetched)}
+        atomic_write(self._fetched_path(fetched.source.id), json.dumps(payload, indent=1))
+
+    def save_fetch_report(self, report: Iterable[Fetched]) -> None:
+        atomic_write(self.cache / "fetch_report.json", json.dumps([to_jsonable(f) for f in report], indent=1))
+
+    def load_fetch_report(self) -> list[Fetched]:
+        path = self.cache / "fetch_report.json"
+        if not path.exists():
+            return []
+        return [from_jsonable(Fetched, item) for item in json.loads(path.read_text("utf-8"))]
+
+    # extracted documents -----------------------------------------------------------------------------------
+    def _document_path(self, key: str) -> Path:
+        return self.cache / "documents" / f"{safe_key(key)}.json"
+
+    def load_document(self, key: str) -> Document | None:
+        path = self._document_path(key)
+        try:
+            return from_jsonable(Document, json.loads(path.read_text("utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_document(self, key: str, document: Document) -> None:
+        atomic_write(self._document_path(key), json.dumps(to_jsonable(document)))
+
+    # embeddings ------------------------------------------------------------------------------------------
+    def embedding_cache(self, fingerprint: str) -> "EmbeddingCache":
+        return EmbeddingCache(self.cache / "embeddings" / f"{safe_key(fingerprint)}.sqlite")
+
+    # models ----------------------------------------------------------------------------------------------
+    def model_dir(self, fingerprint: str) -> Path:
+        return self.root / "models" / safe_key(fingerprint)
+
+    # build lock ------------------------------------------------------------------------------------------
+    @contextmanager
+    def build_lock(self):
+        """Hold the build lock; a second build raises BuildLocked at once. The OS frees it if we die."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "build.lock"
+        handle = open(path, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise BuildLocked(
+                    f"another build is running ({holder}, lock {path}); wait for it to finish"
+                ) from exc
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
+
+class EmbeddingCache:
+    """Vectors keyed by chunk hash for one model fingerprint: an unchanged chunk is never embedded twice."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (hash TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+
+    def get_many(self, hashes: list[str], dim: int) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(hashes), 500):
+            batch = hashes[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(f"SELECT hash, vector FROM vectors WHERE hash IN ({marks})", batch)
+            for digest, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape[0] == dim:
+                    found[digest] = vector
+        return found
+
+    def put_many(self, hashes: list[str], vectors: np.ndarray) -> None:
+        rows = [(h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in zip(hashes, vectors, strict=True)]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+
+    def close(self) -> None:
+        self._db.close()
