@@ -4,6 +4,8 @@
 - any sentence-transformers model name or local path.
 - "hash": a fast deterministic fake for tests (bag of hashed word pieces), registered like the real ones.
 
+Building encodes with the ONNX export of the model (rag.onnx_export; made once per model fingerprint and kept
+in `Home.model_dir`); asking uses the same export, so a query imports onnxruntime and tokenizers, never torch.
 Heavy imports (torch, sentence_transformers) stay inside the functions that need them.
 """
 
@@ -11,14 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
-from rag.errors import EmbedError
+from rag.errors import EmbedError, IndexMismatch
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
+    from rag.store import Home
 
 HASH_MODEL = "hash"
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"

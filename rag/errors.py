@@ -44,3 +44,12 @@ class BuildLocked(RagError):
 
 class GateFailed(RagError):
     """A new snapshot scored below the published one on the gold questions."""
+
+
+class LLMError(RagError):
+    """The optional LLM endpoint failed (connection, HTTP status, timeout, malformed or uncited reply)."""
+
+    def __init__(self, message: str, *, url: str = "", reason: str = ""):
+        super().__init__(message)
+        self.url = url
+        self.reason = reason  # short, for a one-line notice: "HTTP 500", "timed out after 0.5 s"

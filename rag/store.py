@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import BuildLocked
-from rag.types import Document, Fetched
+from rag.types import Chunk, Document, Fetched
 
 
 def sha256(data: bytes | str) -> str:
@@ -186,6 +186,17 @@ class Home:
 
     def save_document(self, key: str, document: Document) -> None:
         atomic_write(self._document_path(key), json.dumps(to_jsonable(document)))
+
+    # chunks of a document, by (document key, chunker recipe) -------------------------------------------
+    def load_chunks(self, key: str) -> list[Chunk] | None:
+        path = self.cache / "chunks" / f"{safe_key(key)}.json"
+        try:
+            return [from_jsonable(Chunk, item) for item in json.loads(path.read_text("utf-8"))]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_chunks(self, key: str, chunks: list[Chunk]) -> None:
+        atomic_write(self.cache / "chunks" / f"{safe_key(key)}.json", json.dumps([to_jsonable(c) for c in chunks]))
 
     # embeddings ------------------------------------------------------------------------------------------
     def embedding_cache(self, fingerprint: str) -> "EmbeddingCache":

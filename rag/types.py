@@ -148,6 +148,7 @@ class Sentence:
     text: str
     markers: tuple[int, ...]
     flagged: str = ""  # why a verifier doubts it ("no citation", "cites [7], which was not given")
+    joiner: str = " "  # what follows its markers; "; " pairs it with the next sentence (comparisons)
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,12 @@ class Summary:
 
     @property
     def text(self) -> str:
-        return " ".join(f"{s.text} " + "".join(f"[{m}]" for m in s.markers) for s in self.sentences).strip()
+        """Sentences with their markers: "A … [1]. B … [2]."; a comparison pair reads "A … [1]; B … [2]"."""
+        parts = []
+        for s in self.sentences:
+            markers = "".join(f"[{m}]" for m in s.markers)
+            parts.append((f"{s.text} {markers}" if markers else s.text) + s.joiner)
+        return "".join(parts).strip()
 
 
 @dataclass(frozen=True)

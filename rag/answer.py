@@ -1,0 +1,270 @@
+"""Passages -> a short extractive answer: 2-5 sentences taken verbatim from the passages, each cited [n].
+
+No LLM and no network: every sentence of the top passages is scored against the query, the best ones are
+picked with maximal marginal relevance (so near-duplicates drop out), and each keeps a 1-based marker
+pointing at the passage it came from. For a comparison question the caller passes its two sides and the
+answer pairs one sentence about each: "GQA … [1]; MQA … [2]".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from rag.types import Passage, Sentence, Summary
+
+# Relevance of a sentence = DENSE_WEIGHT * cosine(query, sentence) + TERM_WEIGHT * (share of the query's
+# content-word stems it contains) + RANK_BONUS / (passage rank + 1). Cosines of MiniLM on a relevant
+# sentence sit around 0.4-0.7, so the term share (0-1) at 0.3 breaks ties toward sentences naming what was
+# asked without letting a keyword list beat a sentence that means the same thing; the rank bonus is a
+# tie-breaker that trusts retrieval a little (0.05 for the first passage, 0.025 for the second, ...).
+DENSE_WEIGHT = 0.7
+TERM_WEIGHT = 0.3
+RANK_BONUS = 0.05
+MMR_LAMBDA = 0.7  # relevance vs. novelty when picking the next sentence
+DUPLICATE_COSINE = 0.9  # a candidate this close to a chosen sentence is a near-duplicate
+DUPLICATE_JACCARD = 0.6  # ... or sharing this share of its content-word stems
+RELATIVE_FLOOR = 0.5  # past the minimum, stop once relevance falls below this share of the best
+MIN_SENTENCES, MAX_SENTENCES = 2, 5
+MAX_PASSAGES = 8  # sentences come from at most this many top passages
+MIN_WORDS, MAX_WORDS = 6, 80  # shorter is a fragment; longer is usually a table or run-on extraction
+
+_STOPWORDS = frozenset(
+    """a about above after again all also am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her
+    here hers him his how i if in into is it its itself just me more most my no nor not of off on once only or
+    other our ours out over own same she should so some such than that the their theirs them then there these
+    they this those through to too under until up very was we were what when where which while who whom why
+    will with would you your yours differ differs difference differences different compare compared comparison
+    versus vs explain describe work works use used using""".split()
+)
+# Abbreviations that end in a period without ending a sentence (pysbd splits after some of them).
+_ABBREVIATION_END = re.compile(
+    r"(?:\bet al|\be\.g|\bi\.e|\bcf|\bvs|\bapprox|\bresp|\b(?:Fig|Figs|Eq|Eqs|Sec|Secs|Sect|Tab|Tabs|Ref|Refs"
+    r"|App|Appx|Alg|Thm|Def|Prop|Lem|Cor|Ch|No|Nos|Vol|pp|p)|\b[A-Z])\.$",
+    re.IGNORECASE,
+)
+_REFERENCE_LIKE = re.compile(
+    r"^\s*\[\d+\]|\bIn Proceedings\b|\barXiv preprint\b|\bdoi\.org\b|\bhttps?://|\bpp\.\s*\d|\bvol\.\s*\d", re.I
+)
+_YEAR_CITE = re.compile(r"\(\d{4}[a-z]?\)|\b(?:19|20)\d{2}[a-z]?\.")
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def normalize_space(text: str) -> str:
+    """Collapse every run of whitespace to one space (what "verbatim" is measured against)."""
+    return " ".join(text.split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text` (whitespace-normalized), each a verbatim substring of the normalized text.
+
+    pysbd does the splitting; its misses on scientific prose ("Eq. (2)", "Fig. 3", "et al. [12]") are
+    mended by joining a piece to the previous one when that ends in a known abbreviation or the piece
+    starts in lower case.
+    """
+    normalized = normalize_space(text)
+    if not normalized:
+        return []
+    sentences: list[str] = []
+    for piece in (p.strip() for p in _segmenter().segment(normalized)):
+        if not piece:
+            continue
+        if sentences and (_ABBREVIATION_END.search(sentences[-1]) or piece[0].islower()):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return sentences
+
+
+def content_terms(text: str) -> frozenset[str]:
+    """Lowercased, stemmed content words (stopwords and question words dropped)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and not w.isdigit()]
+    return frozenset(_stemmer().stemWords(words))
+
+
+def is_junk(sentence: str) -> bool:
+    """Fragments, tables, equations and reference-list lines make poor answer sentences."""
+    words = sentence.split()
+    if not MIN_WORDS <= len(words) <= MAX_WORDS:
+        return True
+    visible = [c for c in sentence if not c.isspace()]
+    if sum(c.isalpha() for c in visible) < 0.6 * len(visible):
+        return True
+    return bool(_REFERENCE_LIKE.search(sentence)) or len(_YEAR_CITE.findall(sentence)) >= 2
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    passage: int  # 0-based rank of the passage it comes from
+    position: int  # index of the sentence within that passage
+    text: str
+    terms: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Side:
+    label: str
+    pattern: re.Pattern[str]
+
+    def about(self, text: str) -> bool:
+        return bool(self.pattern.search(text))
+
+
+def parse_sides(sides: Sequence[str]) -> tuple[_Side, ...]:
+    """("GQA|grouped-query attention", "MQA") -> matchers; a side matches any of its |-separated names."""
+    parsed = []
+    for side in sides:
+        names = [n.strip() for n in side.split("|") if n.strip()]
+        if not names:
+            continue
+        # "grouped-query attention" also matches "grouped query attention" and "grouped-query-attention"
+        alternatives = [re.escape(n).replace(r"\-", "[-\\s]?").replace(r"\ ", "[-\\s]+") for n in names]
+        pattern = re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
+        parsed.append(_Side(names[0], pattern))
+    return tuple(parsed)
+
+
+def _candidates(passages: Sequence[Passage]) -> list[_Candidate]:
+    found: list[_Candidate] = []
+    seen: set[str] = set()
+    for rank, passage in enumerate(passages[:MAX_PASSAGES]):
+        if passage.chunk.is_references:
+            continue
+        for position, text in enumerate(split_sentences(passage.text)):
+            key = text.lower()
+            if key in seen or is_junk(text):
+                continue
+            seen.add(key)
+            found.append(_Candidate(rank, position, text, content_terms(text)))
+    return found
+
+
+def _relevance(query: str, candidates: list[_Candidate], embedder) -> tuple[np.ndarray, np.ndarray]:
+    """(relevance per candidate, candidate-by-candidate cosine matrix), from one encoder batch."""
+    vectors = np.asarray(embedder.encode([query] + [c.text for c in candidates]), dtype=np.float32)
+    cosine = vectors[1:] @ vectors[0]
+    query_terms = content_terms(query)
+    overlap = np.array([len(c.terms & query_terms) / max(len(query_terms), 1) for c in candidates])
+    bonus = np.array([RANK_BONUS / (c.passage + 1) for c in candidates])
+    return DENSE_WEIGHT * cosine + TERM_WEIGHT * overlap + bonus, vectors[1:] @ vectors[1:].T
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def _redundant(i: int, chosen: list[int], candidates: list[_Candidate], similarity: np.ndarray) -> bool:
+    return any(
+        similarity[i, j] > DUPLICATE_COSINE or _jaccard(candidates[i].terms, candidates[j].terms) > DUPLICATE_JACCARD
+        for j in chosen
+    )
+
+
+def _mmr_fill(chosen, candidates, relevance, similarity, limit) -> list[int]:
+    """Add sentences by maximal marginal relevance until `limit`, or until relevance falls off."""
+    chosen = list(chosen)
+    best = float(relevance.max())
+    while len(chosen) < limit:
+        scores = []
+        for i in range(len(candidates)):
+            if i in chosen or _redundant(i, chosen, candidates, similarity):
+                continue
+            novelty = max((similarity[i, j] for j in chosen), default=0.0)
+            scores.append((MMR_LAMBDA * relevance[i] - (1 - MMR_LAMBDA) * novelty, i))
+        if not scores:
+            break
+        _, pick = max(scores)
+        if len(chosen) >= MIN_SENTENCES and relevance[pick] < RELATIVE_FLOOR * best:
+            break
+        chosen.append(pick)
+    return chosen
+
+
+def _pick_side(side, others, chosen, candidates, relevance, similarity) -> int | None:
+    """The most relevant sentence about `side`, preferring ones that do not also name the other sides."""
+    options = [
+        (not any(o.about(c.text) for o in others), relevance[i], i)
+        for i, c in enumerate(candidates)
+        if side.about(c.text) and i not in chosen and not _redundant(i, chosen, candidates, similarity)
+    ]
+    return max(options)[2] if options else None
+
+
+def _sentence(candidate: _Candidate, joiner: str = " ") -> Sentence:
+    text = candidate.text
+    if joiner.strip() == ";" and text.endswith("."):
+        text = text[:-1]  # "GQA … [1]; MQA … [2]": the first of a pair loses its full stop (still verbatim)
+    return Sentence(text=text, markers=(candidate.passage + 1,), joiner=joiner)
+
+
+def extractive_summary(
+    query: str,
+    passages: Sequence[Passage],
+    embedder,
+    *,
+    sides: tuple[str, ...] = (),
+    max_sentences: int = 4,
+) -> Summary:
+    """A 2-5 sentence answer taken verbatim from `passages` (best first), each marked [n] (1-based).
+
+    Args:
+        embedder: anything with `.encode(texts) -> unit vectors` (rag.embed.Embedder); called once.
+        sides: the two sides of a comparison question, e.g. ("GQA|grouped-query attention", "MQA");
+            the answer then opens with one sentence about each, joined "A … [i]; B … [j]".
+        max_sentences: clamped to 2-5.
+    """
+    candidates = _candidates(passages)
+    if not candidates:
+        return Summary(sentences=(), notice="no sentence of the passages fits an answer" if passages else "")
+    limit = min(max(max_sentences, MIN_SENTENCES), MAX_SENTENCES)
+    relevance, similarity = _relevance(query, candidates, embedder)
+    parsed = parse_sides(sides)
+    pair: list[int] = []
+    missing = []
+    for side in parsed[:2]:
+        others = [s for s in parsed if s is not side]
+        pick = _pick_side(side, others, pair, candidates, relevance, similarity)
+        if pick is None:
+            missing.append(side.label)
+        else:
+            pair.append(pick)
+    chosen = _mmr_fill(pair, candidates, relevance, similarity, limit)
+    rest = sorted(chosen[len(pair) :], key=lambda i: (candidates[i].passage, candidates[i].position))
+    sentences = [_sentence(candidates[i], "; " if n == 0 and len(pair) == 2 else " ") for n, i in enumerate(pair)]
+    sentences += [_sentence(candidates[i]) for i in rest]
+    notice = f"no passage sentence mentions {' or '.join(missing)}" if missing else ""
+    return Summary(sentences=tuple(sentences), method="extractive", notice=notice)
+
+
+def format_summary(summary: Summary) -> str:
+    """Plain text for a terminal: the sentences with their [n] markers, doubtful ones marked, then the notice."""
+    parts = []
+    for s in summary.sentences:
+        markers = "".join(f"[{m}]" for m in s.markers)
+        text = f"{s.text} {markers}" if markers else s.text
+        if s.flagged:
+            text += f" (unverified: {s.flagged})"
+        parts.append(text + s.joiner)
+    lines = ["".join(parts).strip()] if parts else []
+    if summary.notice:
+        lines.append(f"Note: {summary.notice}")
+    return "\n".join(lines)

@@ -1,0 +1,268 @@
+"""The main job: reading list -> fetch -> extract -> chunk -> embed -> a published snapshot.
+
+Incremental end to end: raw files, extracted documents, chunk lists and vectors are cached by content hash,
+so a rebuild with nothing changed fetches, extracts and embeds nothing, and publishes nothing new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag.errors import ExtractError, RagError
+from rag.settings import Settings
+from rag.snapshot import SnapshotData, SourceRecord, Snapshot, current_id, write_snapshot
+from rag.store import Home, sha256
+from rag.types import Chunk, Document, Fetched, Source
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    source_id: str
+    change: str  # added | removed | updated | failed
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did: the snapshot it published (or kept), changes per source, work done, time per stage."""
+
+    snapshot_id: str | None
+    published: bool
+    changes: tuple[SourceChange, ...]
+    records: tuple[SourceRecord, ...]
+    chunks: int
+    embedded: int
+    reused: int
+    downloads: int
+    timings: dict[str, float] = field(default_factory=dict)
+    list_warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> tuple[SourceRecord, ...]:
+        return tuple(r for r in self.records if r.status != "ok")
+
+
+class _Clock:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    def stage(self, name: str):
+        clock = self
+
+        class _Stage:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.timings[name] = round(clock.timings.get(name, 0.0) + time.perf_counter() - self.start, 3)
+
+        return _Stage()
+
+
+def build(settings: Settings, *, progress: Progress | None = None, gate=None) -> BuildReport:
+    """Sync the index with the reading list. One build at a time; readers keep the last good snapshot.
+
+    Args:
+        gate: optional callable(new Snapshot folder data) used by `rag build --gate`; see rag.evaluate.
+    """
+    from rag.catalog import load_list
+
+    home = Home(settings.home)
+    with home.build_lock():
+        clock = _Clock()
+        with clock.stage("catalog"):
+            catalog = load_list(settings.list_path)
+        warnings = tuple(f"line {w.line}: {w.message}" for w in catalog.warnings)
+        with clock.stage("fetch"):
+            fetched = _fetch(catalog.sources, settings, home, progress)
+        return _build_from(settings, home, fetched, clock, progress, warnings, gate)
+
+
+def _fetch(sources, settings, home, progress):
+    from rag.fetch import fetch_sources
+
+    done = [0]
+
+    def tick(_result):
+        done[0] += 1
+        if progress:
+            progress("fetch", done[0], len(sources))
+
+    return fetch_sources(sources, settings, home, progress=tick)
+
+
+def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -> BuildReport:
+    from rag.embed import build_embedder
+
+    embedder = build_embedder(settings, home)
+    documents, records = [], []
+    with clock.stage("extract"):
+        for i, result in enumerate(fetch_report.results, 1):
+            document, record = _document(result, home)
+            documents.append(document)
+            records.append(record)
+            if progress:
+                progress("extract", i, len(fetch_report.results))
+    with clock.stage("chunk"):
+        chunks, records = _chunk_all(documents, records, embedder, settings, home, progress)
+    with clock.stage("embed"):
+        vectors, embedded = _embed(chunks, embedder, home, settings, progress)
+    manifest = _manifest(settings, embedder, records, len(chunks))
+    previous = _previous(home)
+    changes = _changes(previous, records)
+    if previous is not None and _same_content(previous, manifest, chunks):
+        return BuildReport(previous.id, False, changes, tuple(records), len(chunks), embedded,
+                           len(chunks) - embedded, fetch_report.downloads, clock.timings, warnings,
+                           ("nothing changed: the published snapshot is up to date",))
+    with clock.stage("index"):
+        from rag.query import mine_acronyms
+
+        manifest["timings"] = dict(clock.timings)
+        data = SnapshotData(manifest, chunks, vectors, records, {"acronyms": mine_acronyms(chunks)})
+        snapshot_id = write_snapshot(home, data, exact_max=settings.exact_max, keep=settings.keep_snapshots,
+                                     gate=gate)
+    return BuildReport(snapshot_id, True, changes, tuple(records), len(chunks), embedded, len(chunks) - embedded,
+                       fetch_report.downloads, clock.timings, warnings)
+
+
+def _document(result: Fetched, home: Home) -> tuple[Document, SourceRecord]:
+    """Extract (or reuse) the document of one fetch result; a failure becomes a stub and a recorded reason."""
+    from rag.extract import EXTRACTOR_VERSION, extract, stub_document
+
+    source = result.source
+    status, reason = result.status, result.reason
+    document = None
+    if result.status == "ok" and result.blob:
+        key = f"{result.blob}:{EXTRACTOR_VERSION}:{result.source.id}:{result.version}"
+        document = home.load_document(key)
+        if document is None:
+            try:
+                document = extract(result, home.read_blob(result.blob))
+                home.save_document(key, document)
+            except ExtractError as exc:
+                status, reason = "failed", str(exc)
+            except OSError as exc:
+                status, reason = "failed", f"cached file unreadable ({exc}); run `rag build` again to re-fetch"
+    if document is None:
+        document = stub_document(source)
+    return document, _record(result, status, reason, document)
+
+
+def _record(result: Fetched, status: str, reason: str, document: Document) -> SourceRecord:
+    from rag.cite import source_url
+
+    source, meta = result.source, result.meta
+    year = source.year
+    if meta.published[:4].isdigit() and source.kind == "arxiv":
+        year = source.year or int(meta.published[:4])
+    record = SourceRecord(
+        source=source, status=status, reason=reason, version=result.version,
+        title=meta.title or source.title, authors=tuple(meta.authors) or source.authors, year=year,
+        url="", pages=len(document.pages) if status == "ok" else 0, blob=result.blob,
+    )
+    return _replace(record, url=source_url(record))
+
+
+def _replace(record: SourceRecord, **changes) -> SourceRecord:
+    from dataclasses import replace
+
+    return replace(record, **changes)
+
+
+def _chunk_all(documents, records, embedder, settings, home, progress):
+    from rag.chunk import CHUNKER_VERSION, chunk_document
+
+    max_tokens = settings.chunk_tokens or embedder.max_tokens
+    chunks: list[Chunk] = []
+    out_records = []
+    for i, (document, record) in enumerate(zip(documents, records, strict=True), 1):
+        key = f"{sha256(repr(document.pages))}:{document.source_id}:{CHUNKER_VERSION}:{max_tokens}:" \
+              f"{settings.chunk_overlap}:{embedder.tokenizer_fingerprint}"
+        doc_chunks = home.load_chunks(key)
+        if doc_chunks is None:
+            doc_chunks = chunk_document(document, embedder, max_tokens=max_tokens, overlap=settings.chunk_overlap)
+            home.save_chunks(key, doc_chunks)
+        chunks.extend(doc_chunks)
+        out_records.append(_replace(record, chunks=len(doc_chunks)))
+        if progress:
+            progress("chunk", i, len(documents))
+    return chunks, out_records
+
+
+def _embed(chunks, embedder, home, settings, progress) -> tuple[np.ndarray, int]:
+    """Vectors for every chunk: cached ones reused, the rest encoded in batches and cached."""
+    cache = home.embedding_cache(embedder.fingerprint)
+    try:
+        unique = list(dict.fromkeys(c.hash for c in chunks))
+        found = cache.get_many(unique, embedder.dim)
+        missing = [h for h in unique if h not in found]
+        if missing:
+            text_of = {c.hash: c.text for c in chunks}
+            step = max(settings.batch_size * 16, 256)
+            for start in range(0, len(missing), step):
+                batch = missing[start : start + step]
+                vectors = embedder.encode([text_of[h] for h in batch], batch_size=settings.batch_size)
+                cache.put_many(batch, vectors)
+                found.update(zip(batch, vectors))
+                if progress:
+                    progress("embed", start + len(batch), len(missing))
+        matrix = np.stack([found[c.hash] for c in chunks]) if chunks else np.zeros((0, embedder.dim), np.float32)
+        return matrix.astype(np.float32), len(missing)
+    finally:
+        cache.close()
+
+
+def _manifest(settings, embedder, records, n_chunks) -> dict:
+    from rag.chunk import CHUNKER_VERSION
+    from rag.extract import EXTRACTOR_VERSION
+
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": embedder.info.to_dict(),
+        "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_tokens or embedder.max_tokens,
+                    "overlap": settings.chunk_overlap},
+        "extractor": {"version": EXTRACTOR_VERSION},
+        "list": str(settings.list_path),
+        "counts": {"sources": len(records), "ok": sum(r.status == "ok" for r in records), "chunks": n_chunks},
+        "sources": {r.source.id: {"status": r.status, "reason": r.reason, "version": r.version, "pages": r.pages,
+                                  "chunks": r.chunks} for r in records},
+    }
+
+
+def _previous(home: Home) -> Snapshot | None:
+    if current_id(home) is None:
+        return None
+    try:
+        return Snapshot.open_current(home)
+    except (RagError, OSError, ValueError):
+        return None
+
+
+def _same_content(previous: Snapshot, manifest: dict, chunks: list[Chunk]) -> bool:
+    keys = ("model", "chunker", "extractor", "sources")
+    if any(previous.manifest.get(k) != manifest.get(k) for k in keys):
+        return False
+    return previous.chunk_hashes() == [c.hash for c in chunks]
+
+
+def _changes(previous: Snapshot | None, records: list[SourceRecord]) -> tuple[SourceChange, ...]:
+    before = previous.sources if previous is not None else {}
+    changes = []
+    for record in records:
+        old = before.get(record.source.id)
+        if record.status != "ok":
+            changes.append(SourceChange(record.source.id, "failed", f"{record.status}: {record.reason}"))
+        elif old is None:
+            changes.append(SourceChange(record.source.id, "added", record.version or ""))
+        elif old.version != record.version or old.blob != record.blob:
+            changes.append(SourceChange(record.source.id, "updated", f"{old.version} -> {record.version}"))
+    now = {r.source.id for r in records}
+    changes += [SourceChange(sid, "removed") for sid in before if sid not in now]
+    return tuple(changes)

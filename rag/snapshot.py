@@ -1,0 +1,221 @@
+"""One complete built index on disk, written whole and published atomically.
+
+    snapshots/<id>/manifest.json   format version, model, chunker/extractor recipe, per-source status, timings
+    snapshots/<id>/chunks.sqlite   chunk rows (row = FAISS/BM25 row) and source metadata for citations
+    snapshots/<id>/vectors.npy     float32 unit vectors, row-aligned (memory-mapped by readers)
+    snapshots/<id>/vectors.faiss   the approximate index, when the corpus is past the exact-search size
+    snapshots/<id>/lexical/        the BM25 index (bm25s)
+    snapshots/<id>/<name>.json     extras (e.g. acronyms mined at build time)
+    CURRENT                        the id of the published snapshot, replaced by rename
+
+A snapshot folder is complete before it gets its final name, and CURRENT names only complete folders, so a
+reader never sees half a snapshot and a killed build leaves the last good one serving.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import IndexMismatch, IndexMissing
+from rag.index import DenseIndex, LexicalIndex
+from rag.store import Home, atomic_write, from_jsonable, to_jsonable
+from rag.types import Chunk, Source
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What a snapshot knows about one source: the list entry, what was fetched, and how it went."""
+
+    source: Source
+    status: str  # ok | not_found | failed | unavailable
+    reason: str = ""
+    version: str | None = None  # 2305.13245v3
+    title: str = ""  # best known: publisher's metadata, else the list's
+    authors: tuple[str, ...] = ()
+    year: int | None = None
+    url: str = ""  # where the citation links (arXiv PDF of that version, the page, the local file)
+    pages: int = 0
+    chunks: int = 0
+    blob: str | None = None
+
+
+@dataclass
+class SnapshotData:
+    """Everything a build hands to `write_snapshot`."""
+
+    manifest: dict
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    sources: list[SourceRecord]
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+def write_snapshot(home: Home, data: SnapshotData, *, exact_max: int, keep: int, gate=None) -> str:
+    """Write a complete snapshot folder, publish it as CURRENT, prune old ones. Returns its id.
+
+    Args:
+        gate: optional callable(Snapshot) run on the complete folder before it is published; an exception
+            from it (e.g. GateFailed) discards the folder and leaves CURRENT as it was.
+    """
+    snapshot_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
+    home.snapshots.mkdir(parents=True, exist_ok=True)
+    tmp = home.snapshots / f".tmp-{snapshot_id}"
+    tmp.mkdir()
+    try:
+        dense = DenseIndex.build(data.vectors, exact_max=exact_max)
+        np.save(tmp / "vectors.npy", np.ascontiguousarray(data.vectors, dtype=np.float32))
+        if dense.kind != "exact":
+            import faiss
+
+            faiss.write_index(dense.faiss, str(tmp / "vectors.faiss"))
+        LexicalIndex.build([c.text for c in data.chunks] or [""]).save(tmp / "lexical")
+        _write_sqlite(tmp / "chunks.sqlite", data.chunks, data.sources)
+        for name, value in data.extras.items():
+            (tmp / f"{name}.json").write_text(json.dumps(value), "utf-8")
+        manifest = dict(data.manifest, format=FORMAT_VERSION, id=snapshot_id, index={"kind": dense.kind, "size": dense.size})
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), "utf-8")
+        final = home.snapshots / snapshot_id
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if gate is not None:
+        try:
+            gate(Snapshot(final))
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+    atomic_write(home.root / "CURRENT", snapshot_id + "\n")
+    prune(home, keep=keep)
+    return snapshot_id
+
+
+def _write_sqlite(path: Path, chunks: list[Chunk], sources: list[SourceRecord]) -> None:
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(
+            "CREATE TABLE chunks (row INTEGER PRIMARY KEY, source_id TEXT, ordinal INTEGER, text TEXT,"
+            " page_start INTEGER, page_end INTEGER, section TEXT, is_references INTEGER, hash TEXT)"
+        )
+        db.execute("CREATE TABLE sources (id TEXT PRIMARY KEY, record TEXT)")
+        db.executemany(
+            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (i, c.source_id, c.ordinal, c.text, c.page_start, c.page_end, c.section, int(c.is_references), c.hash)
+                for i, c in enumerate(chunks)
+            ],
+        )
+        db.executemany(
+            "INSERT INTO sources VALUES (?, ?)", [(r.source.id, json.dumps(to_jsonable(r))) for r in sources]
+        )
+    db.close()
+
+
+def current_id(home: Home) -> str | None:
+    try:
+        return (home.root / "CURRENT").read_text("utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def prune(home: Home, *, keep: int) -> None:
+    """Keep the newest `keep` snapshots (the current one always); drop leftovers of killed builds."""
+    current = current_id(home)
+    folders = sorted(p for p in home.snapshots.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for old in folders[: max(0, len(folders) - max(keep, 1))]:
+        if old.name != current:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in home.snapshots.glob(".tmp-*"):
+        if time.time() - stale.stat().st_mtime > 6 * 3600:  # a live build touches its folder far more often
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+class Snapshot:
+    """A published snapshot opened read-only: manifest, both indexes, chunk rows and source records."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+        if self.manifest.get("format") != FORMAT_VERSION:
+            raise IndexMismatch(
+                f"{folder}: index format {self.manifest.get('format')} but this rag reads format "
+                f"{FORMAT_VERSION}; run `rag build` to rebuild it"
+            )
+        self._db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1", uri=True,
+                                   check_same_thread=False)
+        rows = self._db.execute("SELECT source_id, is_references FROM chunks ORDER BY row").fetchall()
+        self.sources = {
+            sid: from_jsonable(SourceRecord, json.loads(rec))
+            for sid, rec in self._db.execute("SELECT id, record FROM sources")
+        }
+        self.source_ids = sorted(self.sources)
+        index_of = {sid: i for i, sid in enumerate(self.source_ids)}
+        self.row_source = np.array([index_of[sid] for sid, _ in rows], dtype=np.int32)
+        self.row_is_references = np.array([bool(ref) for _, ref in rows], dtype=bool)
+        self._dense: DenseIndex | None = None
+        self._lexical: LexicalIndex | None = None
+
+    @classmethod
+    def open_current(cls, home: Home) -> "Snapshot":
+        snapshot_id = current_id(home)
+        if snapshot_id is None or not (home.snapshots / snapshot_id / "manifest.json").is_file():
+            raise IndexMissing(f"no index under {home.root} yet; run `rag build` first")
+        return cls(home.snapshots / snapshot_id)
+
+    @property
+    def id(self) -> str:
+        return self.manifest["id"]
+
+    @property
+    def size(self) -> int:
+        return int(self.row_source.shape[0])
+
+    @property
+    def dense(self) -> DenseIndex:
+        if self._dense is None:
+            vectors = np.load(self.folder / "vectors.npy", mmap_mode="r")
+            if (self.folder / "vectors.faiss").exists():
+                import faiss
+
+                self._dense = DenseIndex(faiss.read_index(str(self.folder / "vectors.faiss")), vectors)
+            else:
+                self._dense = DenseIndex.build(np.asarray(vectors), exact_max=max(len(vectors), 1))
+        return self._dense
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        if self._lexical is None:
+            self._lexical = LexicalIndex.load(self.folder / "lexical")
+        return self._lexical
+
+    def chunks(self, rows) -> list[Chunk]:
+        """Chunk objects for the given rows, in that order."""
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        found = {
+            r[0]: Chunk(source_id=r[1], ordinal=r[2], text=r[3], page_start=r[4], page_end=r[5], section=r[6],
+                        is_references=bool(r[7]), hash=r[8])
+            for r in self._db.execute(f"SELECT * FROM chunks WHERE row IN ({marks})", rows)
+        }
+        return [found[r] for r in rows]
+
+    def chunk_hashes(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT hash FROM chunks ORDER BY row")]
+
+    def all_chunks(self) -> list[Chunk]:
+        return self.chunks(range(self.size))
+
+    def extra(self, name: str, default=None):
+        path = self.folder / f"{name}.json"
+        return json.loads(path.read_text("utf-8")) if path.exists() else default
