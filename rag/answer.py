@@ -45,7 +45,7 @@ _STOPWORDS = frozenset(
 # Abbreviations that end in a period without ending a sentence (pysbd splits after some of them).
 _ABBREVIATION_END = re.compile(
     r"(?:\bet al|\be\.g|\bi\.e|\bcf|\bvs|\bapprox|\bresp|\b(?:Fig|Figs|Eq|Eqs|Sec|Secs|Sect|Tab|Tabs|Ref|Refs"
-    r"|App|Appx|Alg|Thm|Def|Prop|Lem|Cor|Ch|No|Nos|Vol|pp|p)|\b[A-Z])\.$",
+    r"|App|Appx|Alg|Thm|Def|Prop|Lem|Cor|Ch|No|Nos|Vol|pp|p))\.$",
     re.IGNORECASE,
 )
 _REFERENCE_LIKE = re.compile(
@@ -53,6 +53,10 @@ _REFERENCE_LIKE = re.compile(
 )
 _YEAR_CITE = re.compile(r"\(\d{4}[a-z]?\)|\b(?:19|20)\d{2}[a-z]?\.")
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+# Chunks are token windows, so their first and last sentences are often cut: keep only sentences that
+# start like one (not in lower case) and end like one (full stop, ? or !, maybe inside quotes or brackets).
+_SENTENCE_END = re.compile(r"[.!?][\"'’”)\]]*$")
+_CODE_LIKE = re.compile(r">>>|\s==?\s|\w\s?\(\s*\)|[{};]\s*$")  # code listings and equations
 
 
 @lru_cache(maxsize=1)
@@ -106,6 +110,10 @@ def is_junk(sentence: str) -> bool:
     words = sentence.split()
     if not MIN_WORDS <= len(words) <= MAX_WORDS:
         return True
+    if sentence[0].islower() or not _SENTENCE_END.search(sentence):
+        return True  # a fragment cut by the chunk boundary
+    if sentence.rstrip("\"'’”)]").endswith("?") or _CODE_LIKE.search(sentence):
+        return True  # a question answers nothing; code and equations read badly as prose
     visible = [c for c in sentence if not c.isspace()]
     if sum(c.isalpha() for c in visible) < 0.6 * len(visible):
         return True

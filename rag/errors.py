@@ -53,3 +53,11 @@ class LLMError(RagError):
         super().__init__(message)
         self.url = url
         self.reason = reason  # short, for a one-line notice: "HTTP 500", "timed out after 0.5 s"
+
+
+class EvalError(RagError):
+    """An evaluation input (BEIR folder, qrels, gold file) is missing or malformed."""
+
+
+class FilterError(RagError):
+    """A search filter (--section, --paper, --year-*) matches no source of the index."""

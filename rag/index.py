@@ -19,6 +19,9 @@ EXACT_MAX = 50_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
+# A filter allowing at most this many rows is answered by exact scoring of those rows, even over HNSW.
+SUBSET_EXACT_MAX = 20_000
+EMPTY_TOKEN = "\x00"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,17 @@ class Hits:
 
     rows: np.ndarray  # int64
     scores: np.ndarray  # float32
+
+
+def top_rows(scores: np.ndarray, k: int, *, ids: np.ndarray | None = None) -> Hits:
+    """The k highest of `scores`, best first, equal scores by row; `ids` maps positions to rows for a subset."""
+    k = min(k, scores.shape[0])
+    if k <= 0:
+        return Hits(np.empty(0, np.int64), np.empty(0, np.float32))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.lexsort((top, -scores[top]))]
+    rows = top if ids is None else ids[top]
+    return Hits(rows.astype(np.int64), np.asarray(scores[top], np.float32))
 
 
 class DenseIndex:
@@ -63,18 +77,24 @@ class DenseIndex:
         """Top k rows for one query vector; `allowed` (bool mask over rows) restricts the search."""
         import faiss
 
-        k = min(k, self.size)
+        count = self.size if allowed is None else int(np.count_nonzero(allowed))
+        k = min(k, count)
         if k <= 0:
             return Hits(np.empty(0, np.int64), np.empty(0, np.float32))
+        query = np.asarray(query, np.float32).reshape(1, -1)
+        if self.kind == "hnsw" and allowed is not None and count <= SUBSET_EXACT_MAX:
+            # A narrow filter (one paper, one section) starves a graph walk; scanning the subset is exact and fast.
+            rows = np.flatnonzero(allowed)
+            return top_rows(self.score_rows(query[0], rows), k, ids=rows)
         params = None
-        if allowed is not None:
-            ids = np.flatnonzero(allowed).astype(np.int64)
-            if ids.size == 0:
-                return Hits(np.empty(0, np.int64), np.empty(0, np.float32))
-            selector = faiss.IDSelectorBatch(ids)
+        if allowed is not None or self.kind == "exact":
+            # A bitmap selector also keeps single-query flat search on one thread: measured 0.4-1 ms at 10k rows
+            # against 5-13 ms for the unfiltered call, whose OpenMP start-up dominates on 2 cores.
+            bitmap = np.packbits(np.ones(self.size, bool) if allowed is None else allowed, bitorder="little")
+            selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bitmap))
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH) if self.kind == "hnsw" \
                 else faiss.SearchParameters(sel=selector)
-        scores, rows = self.faiss.search(np.asarray(query, np.float32).reshape(1, -1), k, params=params)
+        scores, rows = self.faiss.search(query, k, params=params)
         keep = rows[0] >= 0
         return Hits(rows[0][keep].astype(np.int64), scores[0][keep])
 
@@ -110,7 +130,10 @@ class LexicalIndex:
         import bm25s
 
         retriever = bm25s.BM25(k1=k1, b=b)
-        retriever.index(lexical_tokens(texts), show_progress=False)
+        tokens = lexical_tokens(texts)
+        if not any(tokens):  # bm25s cannot index an empty vocabulary; a token no query can produce stands in
+            tokens = [[EMPTY_TOKEN] for _ in texts]
+        retriever.index(tokens, show_progress=False)
         return cls(retriever)
 
     def scores(self, query: str) -> np.ndarray:
@@ -122,15 +145,11 @@ class LexicalIndex:
         return np.asarray(self.bm25.get_scores(tokens), np.float32)
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> Hits:
+        """Top k rows with a positive score (a row sharing no term with the query is no lexical match)."""
         scores = self.scores(query)
         if allowed is not None:
             scores = np.where(allowed, scores, 0.0)
-        k = min(k, int(np.count_nonzero(scores)))
-        if k <= 0:
-            return Hits(np.empty(0, np.int64), np.empty(0, np.float32))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return Hits(top.astype(np.int64), scores[top])
+        return top_rows(scores, min(k, int(np.count_nonzero(scores > 0))))
 
     def save(self, folder: Path) -> None:
         self.bm25.save(str(folder), show_progress=False)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +46,21 @@ class Settings(BaseSettings):
     user_agent: str = Field("rag/0.1 (local reading-list retrieval; +https://github.com/)", description="HTTP User-Agent.")
     metadata_ttl_hours: float = Field(24.0, description="Re-check arXiv metadata at most this often.")
     offline: bool = Field(False, description="Use only what is cached; touch no network.")
+    pdf_dirs: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (), description="Folders of local arXiv PDFs named by id (2305.13245v3.pdf), used instead of downloading."
+    )
+
+    @field_validator("pdf_dirs", mode="before")
+    @classmethod
+    def _split_pdf_dirs(cls, value):
+        """RAG_PDF_DIRS is a PATH-style list (`dir1:dir2`) or a JSON list."""
+        if isinstance(value, str):
+            import json
+            import os
+
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [part for part in text.split(os.pathsep) if part]
+        return value
 
     # Extraction and chunking
     chunk_tokens: int = Field(0, description="Word pieces per chunk; 0 means the model's max_seq_length.")
@@ -67,6 +82,12 @@ class Settings(BaseSettings):
     include_references: bool = Field(False, description="Let reference-list chunks be retrieved.")
     candidates: int = Field(100, description="Candidates taken from each retriever before fusion.")
     lexical_weight: float = Field(0.3, description="Weight of z-scored BM25 in fusion (dense gets the rest).")
+    fusion: Literal["zscore", "rrf"] = Field(
+        "zscore", description="How dense and BM25 candidates combine: per-query z-scored scores, or reciprocal rank."
+    )
+
+    # Evaluation
+    gate_margin: float = Field(0.05, description="`rag build --gate`: largest drop of a gold metric still published.")
 
     # Optional LLM answer
     llm_url: str = Field("", description="OpenAI-compatible chat endpoint base URL (e.g. http://localhost:11434/v1).")

@@ -86,6 +86,7 @@ class Document:
     version: str | None = None
     content_hash: str = ""  # hash of the raw bytes it was extracted from
     media_type: MediaType = "text"
+    warnings: tuple[str, ...] = ()  # what the parser recovered from (pypdf's warnings), captured, not logged
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class Passage:
     score: float
     citation: Citation
     ranks: dict[str, int | None] = field(default_factory=dict)  # {"dense": 3, "lexical": None}
+    side: str | None = None  # for a comparison question: the side ("GQA") this passage was retrieved for
 
     @property
     def text(self) -> str:

@@ -45,3 +45,13 @@ def arxiv_api_dir() -> Path:
 @pytest.fixture
 def scifact_dir() -> Path:
     return shared_path("scifact")
+
+
+@pytest.fixture
+def arxiv_server():
+    """A loopback stand-in for arXiv, the ACL Anthology, GitHub and web pages (see tests/loopback.py)."""
+    from loopback import ArxivStandIn
+
+    recorded = SHARED_DATA / "arxiv_api"
+    with ArxivStandIn(recorded if recorded.is_dir() else None) as server:
+        yield server

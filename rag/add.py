@@ -1,0 +1,376 @@
+"""`rag add`: append local PDFs to the reading list, in the list's own Chicago style, never twice.
+
+Each PDF says what it is: an arXiv id in its file name or in the arXiv stamp on its first page, a title and
+authors in its metadata or, failing that, on its first page (the largest type is the title; the name lines
+below it are the authors). The list is spliced, not rewritten: its old bytes stay exactly as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from rag.catalog import HEADING_RE, Catalog, heading_title, load_list, parse_list
+from rag.errors import ExtractError
+from rag.links import ARXIV_ID, local_target
+from rag.pdftext import captured_pypdf_warnings, clean_text
+from rag.store import atomic_write
+
+DEFAULT_SECTION = "Local papers"
+_NAME_ID_RE = re.compile(r"(?<![\d.])(?P<id>\d{4}\.\d{4,5})(?:v(?P<v>\d+))?(?![\d])")
+_STAMP_RE = re.compile(rf"arXiv:\s*{ARXIV_ID}\s*\[[^\]]*\]\s*(?:\d{{1,2}}\s+\w{{3}}\s+(?P<year>\d{{4}}))?")
+_META_ID_RE = re.compile(rf"arXiv[:\s]\s*{ARXIV_ID}", re.IGNORECASE)
+_NOT_A_NAME = re.compile(
+    r"universit|institut|college|school|department|laborator|\blab\b|research|inc\b|corp|google|microsoft|meta\b|"
+    r"allen|center|centre|abstract|introduction|@|\d|usa\b|china|germany|uk\b|canada|proceedings|conference",
+    re.IGNORECASE,
+)
+_MARKS_RE = re.compile(r"[†‡∗*♠♢♡♦♣⋄□§¶#&|,;()\[\]{}α-ωΑ-Ω]|\s{2,}|\band\b")
+
+
+@dataclass(frozen=True)
+class PdfFacts:
+    """What a PDF says about itself."""
+
+    path: str
+    title: str = ""
+    authors: tuple[str, ...] = ()
+    year: int | None = None
+    arxiv_id: str | None = None
+    arxiv_version: int | None = None
+
+
+@dataclass(frozen=True)
+class AddedPaper:
+    path: str
+    entry: str  # the markdown written (or, on a dry run, that would be written)
+    line: int  # its line in the list after the write
+    source_id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class SkippedPaper:
+    path: str
+    source_id: str  # the entry it matched
+    line: int  # that entry's line in the list
+    reason: str  # "same arXiv id", "same title", "same file", "listed twice in this run"
+
+
+@dataclass(frozen=True)
+class FailedPaper:
+    path: str
+    reason: str  # names the file
+
+
+@dataclass(frozen=True)
+class AddReport:
+    list_path: Path
+    section: str
+    added: tuple[AddedPaper, ...] = ()
+    skipped: tuple[SkippedPaper, ...] = ()
+    failed: tuple[FailedPaper, ...] = ()
+    dry_run: bool = False
+
+    @property
+    def written(self) -> bool:
+        return bool(self.added) and not self.dry_run
+
+
+# ---- reading a PDF ---------------------------------------------------------------------------------------------
+
+
+def describe_pdf(path: Path) -> PdfFacts:
+    """Title, authors, year and arXiv id of one PDF. Raises ExtractError when it is not a readable PDF."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError as exc:
+        raise ExtractError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if b"%PDF-" not in head:
+        raise ExtractError(f"{path}: not a PDF (no %PDF- header)")
+    with captured_pypdf_warnings():
+        try:
+            meta, page_text, fragments = _first_page(path)
+        except ExtractError:
+            raise
+        except Exception as exc:  # pypdf raises many exception types on damaged files
+            raise ExtractError(f"{path}: corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from exc
+    arxiv_id, version, stamp_year = _arxiv_id(path.name, page_text, meta)
+    title_lines = _title_lines(page_text, fragments)
+    title = _meta_text(meta, "/Title") or " ".join(title_lines)
+    authors = _split_meta_authors(_meta_text(meta, "/Author")) or _authors_below(page_text, title_lines)
+    year = stamp_year or (2000 + int(arxiv_id[:2]) if arxiv_id and arxiv_id[:4].isdigit() else None)
+    year = year or _meta_year(meta)
+    return PdfFacts(os.path.abspath(path), _tidy(title), authors, year, arxiv_id, version)
+
+
+def _first_page(path: Path) -> tuple[dict, str, list[tuple[float, str]]]:
+    from pypdf import PdfReader
+
+    reader = PdfReader(path)
+    if reader.is_encrypted and not reader.decrypt(""):
+        raise ExtractError(f"{path}: encrypted PDF that needs a password")
+    if not reader.pages:
+        raise ExtractError(f"{path}: PDF without pages")
+    fragments: list[tuple[float, str]] = []
+
+    def visit(text, cm, tm, font, size):  # effective size: font size scaled by both matrices
+        if text.strip():
+            scale = (tm[2] ** 2 + tm[3] ** 2) ** 0.5 * (cm[2] ** 2 + cm[3] ** 2) ** 0.5
+            fragments.append((round(float(size) * scale, 1), text))
+
+    page_text = reader.pages[0].extract_text(visitor_text=visit) or ""
+    meta = {key: str(value) for key, value in (reader.metadata or {}).items()}
+    return meta, page_text, fragments
+
+
+def _arxiv_id(name: str, page_text: str, meta: dict) -> tuple[str | None, int | None, int | None]:
+    """(id, version, year): the first page's arXiv stamp, else the file name, else the metadata."""
+    stamp = _STAMP_RE.search(page_text)
+    if stamp:
+        return stamp["id"], int(stamp["v"]) if stamp["v"] else None, int(stamp["year"]) if stamp["year"] else None
+    named = _NAME_ID_RE.search(name)
+    if named:
+        return named["id"], int(named["v"]) if named["v"] else None, None
+    for key in ("/Subject", "/Keywords", "/Title"):
+        found = _META_ID_RE.search(meta.get(key, ""))
+        if found:
+            return found["id"], int(found["v"]) if found["v"] else None, None
+    return None, None, None
+
+
+def _title_lines(page_text: str, fragments: list[tuple[float, str]]) -> list[str]:
+    """The first run of first-page lines set in its largest type (the arXiv stamp aside); [] if no title."""
+    pieces = [(size, text.strip()) for size, text in fragments
+              if len(text.strip()) >= 3 and not _STAMP_RE.search(text)]
+    if not pieces:
+        return []
+    biggest = max(size for size, _ in pieces)
+    largest = [text for size, text in pieces if size >= biggest - 0.5]
+    lines = [line.strip() for line in page_text.splitlines() if line.strip()]
+    chosen = [i for i, line in enumerate(lines) if any(piece in line for piece in largest)]
+    if not chosen:
+        return []
+    run = [chosen[0]]
+    for i in chosen[1:]:
+        if i != run[-1] + 1:
+            break
+        run.append(i)
+    title_lines = lines[run[0] : run[-1] + 1]
+    words = len(" ".join(title_lines).split())
+    return title_lines if 2 <= words <= 40 and len(run) <= 4 else []
+
+
+def _authors_below(page_text: str, title_lines: list[str]) -> tuple[str, ...]:
+    """Person-like names on the lines under the title, up to the abstract."""
+    if not title_lines:
+        return ()
+    lines = [line.strip() for line in page_text.splitlines() if line.strip()]
+    start = lines.index(title_lines[-1]) + 1 if title_lines[-1] in lines else 0
+    names: list[str] = []
+    for line in lines[start : start + 12]:
+        if re.match(r"(?i)^(abstract|introduction|1\s)", line):
+            break
+        for piece in _MARKS_RE.split(clean_text(line)):
+            piece = piece.strip(" .")
+            words = piece.split()
+            if 2 <= len(words) <= 4 and not _NOT_A_NAME.search(piece) and all(w[:1].isupper() for w in words):
+                names.append(piece.title() if piece.isupper() else piece)
+    return tuple(dict.fromkeys(names))
+
+
+def _meta_text(meta: dict, key: str) -> str:
+    value = _tidy(meta.get(key, ""))
+    return value if len(value.split()) >= 2 and not re.search(r"(?i)untitled|\.(dvi|tex|docx?)$", value) else ""
+
+
+def _split_meta_authors(value: str) -> tuple[str, ...]:
+    parts = re.split(r"\s*;\s*|\s*,\s*|\s+and\s+", value) if value else []
+    return tuple(p.strip() for p in parts if len(p.split()) >= 2)
+
+
+def _meta_year(meta: dict) -> int | None:
+    m = re.match(r"D:(\d{4})", meta.get("/CreationDate", ""))
+    return int(m.group(1)) if m else None
+
+
+def _tidy(text: str) -> str:
+    text = clean_text(text).replace("\n", " ")
+    return re.sub(r"\s+", " ", text.replace("“", '"').replace("”", '"')).strip()
+
+
+# ---- writing the list -------------------------------------------------------------------------------------------
+
+
+def chicago_authors(names: Sequence[str]) -> str:
+    """("Barret Zoph", "Irwan Bello", "William Fedus") -> "Zoph, Barret, Irwan Bello, and William Fedus"."""
+    if not names:
+        return ""
+    first, *rest = names
+    given, _, last = first.rpartition(" ")
+    head = f"{last}, {given}" if given else last
+    if not rest:
+        return head
+    return ", ".join([head, *rest[:-1]]) + f", and {rest[-1]}"
+
+
+def format_entry(facts: PdfFacts, list_dir: Path) -> str:
+    """One reference line in the list's style, with the local file as a link (relative under the list's folder)."""
+    authors = chicago_authors(facts.authors)
+    title = facts.title or ("" if facts.arxiv_id else Path(facts.path).stem)  # arXiv knows the title of an id
+    title_part = "" if not title else f"“{title}”" if title.endswith(("?", "!", ".")) else f"“{title}.”"
+    venue = ", ".join(part for part in ("arXiv" if facts.arxiv_id else "", str(facts.year or "")) if part)
+    parts = [f"{authors}." if authors and not authors.endswith(".") else authors, title_part]
+    parts.append(f"{venue}." if venue else "")
+    if facts.arxiv_id:
+        doi = f"https://doi.org/10.48550/arXiv.{facts.arxiv_id}"
+        parts.append(f"[{doi}]({doi}).")
+    parts.append(f"[{Path(facts.path).name}]({_local_href(Path(facts.path), list_dir)}).")
+    return " ".join(part for part in parts if part)
+
+
+def _local_href(path: Path, list_dir: Path) -> str:
+    try:
+        href = Path(os.path.abspath(path)).relative_to(os.path.abspath(list_dir)).as_posix()
+        return "./" + quote(href) if href.startswith("www.") else quote(href)
+    except ValueError:
+        return quote(os.path.abspath(path))
+
+
+def splice(text: str, section: str, entries: Sequence[str]) -> str:
+    """`text` with `entries` added at the end of the section headed `section` (a new `## section` at the end if
+    absent). Every old character stays, in order: the result is the old text with one insertion."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    block = "".join(newline + entry + newline for entry in entries)
+    lines = text.splitlines(keepends=True)
+    start = _find_heading(lines, section)
+    if start is None:
+        lead = "" if not text or text.endswith(("\n", "\r")) else newline
+        return text + lead + (newline if text.strip() else "") + f"## {section}" + newline + block
+    level = _heading_level(lines[start]) or 1
+    end = next((i for i in range(start + 1, len(lines)) if (_heading_level(lines[i]) or 7) <= level), len(lines))
+    last = max((i for i in range(start, end) if lines[i].strip()), default=start)
+    offset = sum(len(line) for line in lines[: last + 1])
+    lead = "" if lines[last].endswith(("\n", "\r")) else newline
+    trail = newline if offset < len(text) and text[offset:].splitlines()[0].strip() else ""
+    return text[:offset] + lead + block + trail + text[offset:]
+
+
+def _heading_level(line: str) -> int | None:
+    m = HEADING_RE.match(line.rstrip("\r\n"))
+    return len(m[1]) if m else None
+
+
+def _find_heading(lines: list[str], section: str) -> int | None:
+    wanted = section.strip().casefold()
+    for i, line in enumerate(lines):
+        m = HEADING_RE.match(line.rstrip("\r\n"))
+        if m and heading_title(m[2] or "").casefold() == wanted:
+            return i
+    return None
+
+
+# ---- the command ---------------------------------------------------------------------------------------------------
+
+
+def add_papers(
+    paths: Iterable[Path], list_path: Path, *, section: str = DEFAULT_SECTION, dry_run: bool = False
+) -> AddReport:
+    """Add each PDF (or every PDF in a folder) to the list under `section`, skipping papers already listed."""
+    list_path = Path(list_path)
+    old_text = list_path.read_bytes().decode("utf-8") if list_path.exists() else ""
+    catalog = load_list(list_path) if list_path.exists() else Catalog()
+    known = _Known(catalog)
+    entries: list[tuple[PdfFacts, str]] = []
+    skipped: list[SkippedPaper] = []
+    failed: list[FailedPaper] = []
+    for pdf in _expand(paths, failed):
+        try:
+            facts = describe_pdf(pdf)
+        except ExtractError as exc:
+            failed.append(FailedPaper(str(pdf), str(exc)))
+            continue
+        match = known.match(facts)
+        if match is not None:
+            skipped.append(SkippedPaper(str(pdf), *match))
+            continue
+        known.remember(facts)
+        entries.append((facts, format_entry(facts, list_path.parent)))
+    new_text = splice(old_text, section, [entry for _, entry in entries]) if entries else old_text
+    added = _located(entries, new_text, list_path.parent)
+    if entries and not dry_run:
+        mode = list_path.stat().st_mode & 0o7777 if list_path.exists() else None
+        atomic_write(list_path, new_text.encode("utf-8"))
+        if mode is not None:
+            os.chmod(list_path, mode)  # atomic_write's temp file is 0600; keep the list's own permissions
+    return AddReport(list_path, section, tuple(added), tuple(skipped), tuple(failed), dry_run)
+
+
+def _expand(paths: Iterable[Path], failed: list[FailedPaper]) -> list[Path]:
+    """Files as given; folders -> their *.pdf files (not recursive), in name order."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            pdfs = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".pdf")
+            if not pdfs:
+                failed.append(FailedPaper(str(path), f"{path}: folder holds no .pdf files"))
+            out.extend(pdfs)
+        elif path.exists():
+            out.append(path)
+        else:
+            failed.append(FailedPaper(str(path), f"{path}: no such file or folder"))
+    return out
+
+
+def _title_key(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", unicodedata.normalize("NFKC", title).casefold()).strip()
+
+
+class _Known:
+    """Papers already in the list (by arXiv id, title, local file), and those added in this run."""
+
+    def __init__(self, catalog: Catalog):
+        self.by_arxiv = {s.arxiv_id: (s.id, s.line) for s in catalog.sources if s.arxiv_id}
+        self.by_title = {_title_key(s.title): (s.id, s.line) for s in catalog.sources if len(s.title.split()) >= 2}
+        self.by_path = {s.path: (s.id, s.line) for s in catalog.sources if s.path}
+        self.this_run: dict[str, str] = {}
+
+    def match(self, facts: PdfFacts) -> tuple[str, int, str] | None:
+        path = os.path.abspath(facts.path)
+        checks = (
+            (self.by_arxiv.get(facts.arxiv_id or ""), "same arXiv id"),
+            (self.by_path.get(path), "same file"),
+            (self.by_title.get(_title_key(facts.title)) if len(facts.title.split()) >= 2 else None, "same title"),
+        )
+        for found, reason in checks:
+            if found is not None:
+                return found[0], found[1], reason
+        key = facts.arxiv_id or _title_key(facts.title) or path
+        if key in self.this_run:
+            return self.this_run[key], 0, "listed twice in this run"
+        return None
+
+    def remember(self, facts: PdfFacts) -> None:
+        key = facts.arxiv_id or _title_key(facts.title) or os.path.abspath(facts.path)
+        self.this_run[key] = f"arxiv:{facts.arxiv_id}" if facts.arxiv_id else facts.path
+
+
+def _located(entries: list[tuple[PdfFacts, str]], new_text: str, list_dir: Path) -> list[AddedPaper]:
+    """Each new entry with the source id and line the catalog gives it in the new text."""
+    catalog = parse_list(new_text, base_dir=list_dir)
+    added = []
+    for facts, entry in entries:
+        if facts.arxiv_id:
+            source_id = f"arxiv:{facts.arxiv_id}"
+        else:
+            source_id = local_target(facts.path, str(list_dir)).id
+        source = catalog.by_id(source_id)
+        line = source.line if source else 0
+        added.append(AddedPaper(facts.path, entry, line, source_id, facts.title or Path(facts.path).stem))
+    return added

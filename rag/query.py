@@ -1,0 +1,222 @@
+"""Query understanding from the corpus itself: acronyms the papers define, and the sides of a comparison.
+
+At build time `mine_acronyms` reads every chunk for definitions such as "grouped-query attention (GQA)"
+(Schwartz & Hearst 2003: the short form's letters must be found, in order, in the words before the parenthesis,
+each content word starting with the next letter). At query time `parse_query` appends the long form of every short
+form the question uses ("GQA" -> "GQA grouped-query attention"), so BM25 and the encoder both see the words the
+papers use, and splits "how does X differ from Y" / "X vs Y" / "compare X and Y" into its sides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from rag.types import Chunk
+
+# Function words a long form may skip ("Reinforcement Learning from Human Feedback (RLHF)") or use ("MoE").
+_FUNCTION_WORDS = frozenset("a an and at by for from in of on the to via with".split())
+# Short words a user types in lowercase that must not be read as an acronym of the same letters.
+_COMMON_WORDS = frozenset(
+    """all and any are can does for from had has how its may not one our out the two use was way who why
+    with what when than that then them they this very will would which where while""".split()
+)
+_MAX_LETTERS = 10
+_PAREN_AFTER = re.compile(r"\(\s*([A-Za-z][A-Za-z0-9\-]{0,14})\s*(?:[;,][^()]{0,80})?\)")
+_PAREN_BEFORE = re.compile(r"\b([A-Za-z][A-Za-z0-9\-]{1,14})\s+\(([A-Za-z][A-Za-z\- ]{3,80})\)")
+_WORD = re.compile(r"^[A-Za-z][A-Za-z\-']*$")
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*")
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question as retrieval sees it.
+
+    `expanded` (the text plus the long forms of the short forms it uses) is what BM25 and the encoder get.
+    For a comparison, `side_labels` are the sides as written ("GQA", "MQA") and `sides` the same sides expanded
+    ("GQA grouped-query attention"), each retrieved on its own so the answer covers both.
+    """
+
+    text: str
+    expanded: str
+    sides: tuple[str, ...] = ()
+    side_labels: tuple[str, ...] = ()
+    expansions: tuple[tuple[str, str], ...] = ()  # (short form, long form) pairs that were added
+
+    @property
+    def is_comparison(self) -> bool:
+        return len(self.sides) >= 2
+
+
+# ---- mining -------------------------------------------------------------------------------------------------
+
+
+def mine_acronyms(chunks: Iterable[Chunk]) -> dict[str, str]:
+    """Short form -> its most frequent long form, from definitions in the (non-reference) chunk texts."""
+    seen: dict[str, Counter] = defaultdict(Counter)
+    for chunk in chunks:
+        if chunk.is_references:
+            continue
+        for short, long in definitions(chunk.text):
+            seen[short][long] += 1
+    return {short: forms.most_common(1)[0][0] for short, forms in sorted(seen.items())}
+
+
+def definitions(text: str) -> list[tuple[str, str]]:
+    """Every (short form, long form) defined in one text: "long form (SF)" and "SF (long form)"."""
+    text = " ".join(text.split())
+    found = []
+    for match in _PAREN_AFTER.finditer(text):
+        pair = _define(match.group(1), text[max(0, match.start() - 240) : match.start()].split())
+        if pair:
+            found.append(pair)
+    for match in _PAREN_BEFORE.finditer(text):
+        words = match.group(2).split()
+        pair = _define(match.group(1), words, whole=True)
+        if pair:
+            found.append(pair)
+    return found
+
+
+def _short_form(candidate: str) -> tuple[str, bool] | None:
+    """(the short form without a plural s, whether it had one), or None if it does not look like an acronym."""
+    plural = len(candidate) >= 3 and candidate.endswith("s") and candidate[-2].isupper()
+    core = candidate[:-1] if plural else candidate
+    letters = [c for c in core if c.isalpha()]
+    if not 2 <= len(letters) <= _MAX_LETTERS or sum(c.isupper() for c in letters) < 2 or not core[0].isupper():
+        return None
+    return core, plural
+
+
+def _define(candidate: str, words: list[str], *, whole: bool = False) -> tuple[str, str] | None:
+    """The long form among the words right before the short form (or all of them, `whole`), if one fits."""
+    short = _short_form(candidate)
+    if short is None:
+        return None
+    core, plural = short
+    letters = "".join(c for c in core.lower() if c.isalpha())
+    span: list[str] = []
+    for word in reversed(words):  # the long form is the run of plain words just before the parenthesis
+        if not _WORD.match(word) or len(span) >= len(letters) + 4:
+            break
+        span.insert(0, word)
+    if whole and len(span) != len(words):
+        return None
+    for start in ([0] if whole else range(len(span) - 1, -1, -1)):  # shortest long form first
+        long = span[start:]
+        if _fits(letters, long):
+            return core, _normalize(long, plural)
+    return None
+
+
+def _fits(letters: str, words: list[str]) -> bool:
+    parts = [p.lower() for w in words for p in w.split("-") if p]
+    if len(parts) < 2 or parts[0] in _FUNCTION_WORDS or parts[0][0] != letters[0]:
+        return False
+    return _match(letters, parts, 0, 0)
+
+
+def _match(letters: str, parts: list[str], li: int, pi: int) -> bool:
+    """Each content part starts with the next letter and may supply more letters from inside it, in order."""
+    if pi == len(parts):
+        return li == len(letters)
+    part = parts[pi]
+    if part in _FUNCTION_WORDS and _match(letters, parts, li, pi + 1):
+        return True
+    if li >= len(letters) or part[0] != letters[li]:
+        return False
+    for extra in range(len(letters) - li):  # fewest letters from inside the word first
+        if _is_subsequence(letters[li + 1 : li + 1 + extra], part[1:]) and _match(letters, parts, li + 1 + extra, pi + 1):
+            return True
+    return False
+
+
+def _is_subsequence(needle: str, hay: str) -> bool:
+    it = iter(hay)
+    return all(c in it for c in needle)
+
+
+def _normalize(words: list[str], plural: bool) -> str:
+    """Lowercase except words that are themselves acronyms ("KV cache"); singular when the acronym was plural."""
+    out = ["-".join(p if sum(c.isupper() for c in p) >= 2 else p.lower() for p in w.split("-")) for w in words]
+    if plural and out[-1].endswith("s") and not out[-1].endswith("ss"):
+        out[-1] = out[-1][:-1]
+    return " ".join(out)
+
+
+# ---- parsing ------------------------------------------------------------------------------------------------
+
+_SIDE = r"(?P<a>.+?)"
+_OTHER = r"(?P<b>.+)"
+_COMPARISONS = [
+    re.compile(rf"^(?:how|in what ways?)\s+(?:does|do|is|are|did)\s+{_SIDE}\s+(?:differ|different|compare|vary)"
+               rf"\s+(?:from|to|with|against)\s+{_OTHER}$", re.I),
+    re.compile(rf"^(?:how|in what ways?)\s+(?:does|do|are|did)\s+{_SIDE}\s+and\s+(?P<b>.+?)\s+(?:differ|compare|vary)\b.*$",
+               re.I),
+    re.compile(rf"^(?:.*?\b)?differences?\s+between\s+{_SIDE}\s+and\s+{_OTHER}$", re.I),
+    re.compile(rf"^(?:compare|comparing|comparison\s+of|contrast)\s+{_SIDE}\s+(?:and|with|to|vs\.?|versus)\s+{_OTHER}$",
+               re.I),
+    re.compile(rf"^(?:is|are)\s+{_SIDE}\s+(?:better|worse|faster|slower|more\s+\w+|less\s+\w+)\s+than\s+{_OTHER}$", re.I),
+    re.compile(rf"^{_SIDE}\s+(?:vs\.?|versus|compared\s+(?:to|with))\s+{_OTHER}$", re.I),
+]
+
+
+def parse_query(text: str, acronyms: Mapping[str, str] | None = None) -> Query:
+    """Expand the short forms a question uses and split a comparison into its sides."""
+    acronyms = acronyms or {}
+    text = " ".join(text.split())
+    expanded, expansions = expand(text, acronyms)
+    labels = comparison_sides(text)
+    sides = tuple(expand(label, acronyms)[0] for label in labels)
+    return Query(text=text, expanded=expanded, sides=sides, side_labels=labels, expansions=expansions)
+
+
+def comparison_sides(text: str) -> tuple[str, ...]:
+    """The things a comparison question compares, as written; () for any other question."""
+    body = text.strip().rstrip("?.!").strip()
+    for pattern in _COMPARISONS:
+        match = pattern.match(body)
+        if match:
+            first = [s for s in re.split(r"\s*,\s*", match.group("a")) if s]
+            sides = tuple(_clean_side(s) for s in [*first, match.group("b")])
+            if len(sides) >= 2 and all(sides) and len({s.lower() for s in sides}) == len(sides):
+                return sides
+    return ()
+
+
+def _clean_side(side: str) -> str:
+    side = re.sub(r"^(?:what\s+(?:is|are)\s+|which\s+is\s+better\s+)?(?:(?:the|a|an|and|using)\s+)?", "",
+                  side.strip(" ,;:'\""), flags=re.I)
+    return side.strip(" ,;:'\"")
+
+
+def expand(text: str, acronyms: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The text with the long form of each short form it uses appended (and the short form of each long form)."""
+    lowered = {key.lower(): key for key in acronyms}
+    pairs: list[tuple[str, str]] = []
+    for token in _TOKEN.findall(text):
+        key = _lookup(token, acronyms, lowered)
+        if key is not None and (key, acronyms[key]) not in pairs:
+            pairs.append((key, acronyms[key]))
+    text_lower = text.lower()
+    additions = [long for _, long in pairs if long.lower() not in text_lower]
+    for key, long in acronyms.items():  # the long form written out: add the short form BM25 will also find
+        if " " in long and long.lower() in text_lower and not re.search(rf"\b{re.escape(key)}\b", text):
+            additions.append(key)
+            pairs.append((key, long))
+    expanded = " ".join([text, *dict.fromkeys(additions)]) if additions else text
+    return expanded, tuple(pairs)
+
+
+def _lookup(token: str, acronyms: Mapping[str, str], lowered: Mapping[str, str]) -> str | None:
+    for form in (token, token[:-1] if len(token) > 2 and token.endswith("s") else None):
+        if not form:
+            continue
+        if form in acronyms:
+            return form
+        # Typed in lowercase ("gqa"): accept unless it is an ordinary word.
+        if len(form) >= 3 and token.islower() and token not in _COMMON_WORDS and form in lowered:
+            return lowered[form]
+    return None

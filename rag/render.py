@@ -1,0 +1,200 @@
+"""Answers as text for a terminal, as JSON, as HTML for notebooks, and as a DataFrame.
+
+The JSON schema (stable; `schema` bumps on any incompatible change):
+
+    {"schema": 1, "query": str, "expanded_query": str, "sides": [str],
+     "summary": null | {"method": "extractive"|"llm", "notice": str,
+                        "sentences": [{"text": str, "markers": [int], "flagged": str}]},
+     "passages": [{"rank": int, "text": str, "score": float, "ranks": {"dense": int|null, "lexical": int|null},
+                   "citation": {"source_id", "title", "authors": [str], "year", "arxiv_id", "version",
+                                "page_start", "page_end", "section", "url", "label", "list_sections": [str]}}]}
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import textwrap
+
+from rag.types import Answer, Citation, Passage
+
+JSON_SCHEMA_VERSION = 1
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{2,}")
+_STOP = frozenset(
+    "the and for with how does what which are was were from that this into between about than then why when "
+    "who whom its their there these those over under compare differ difference versus vs".split()
+)
+
+
+def citation_dict(citation: Citation) -> dict:
+    return {
+        "source_id": citation.source_id,
+        "title": citation.title,
+        "authors": list(citation.authors),
+        "year": citation.year,
+        "arxiv_id": citation.arxiv_id,
+        "version": citation.version,
+        "page_start": citation.page_start,
+        "page_end": citation.page_end,
+        "section": citation.section,
+        "url": citation.url,
+        "label": citation.label,
+        "list_sections": list(citation.list_sections),
+    }
+
+
+def answer_dict(answer: Answer) -> dict:
+    summary = None
+    if answer.summary is not None:
+        summary = {
+            "method": answer.summary.method,
+            "notice": answer.summary.notice,
+            "sentences": [
+                {"text": s.text, "markers": list(s.markers), "flagged": s.flagged} for s in answer.summary.sentences
+            ],
+        }
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "query": answer.query,
+        "expanded_query": answer.expanded_query,
+        "sides": list(answer.sides),
+        "summary": summary,
+        "passages": [
+            {"rank": i, "text": p.text, "score": round(float(p.score), 6), "ranks": dict(p.ranks),
+             "citation": citation_dict(p.citation)}
+            for i, p in enumerate(answer.passages, 1)
+        ],
+    }
+
+
+def query_terms(query: str) -> list[str]:
+    """Content words of the query, for highlighting."""
+    return sorted({w.lower() for w in _WORD.findall(query) if w.lower() not in _STOP}, key=len, reverse=True)
+
+
+def highlight(text: str, terms: list[str], mark: tuple[str, str]) -> str:
+    """Wrap each occurrence of a query term (prefix match, case-insensitive) in `mark`."""
+    if not terms:
+        return text
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")[\w\-]*", re.IGNORECASE)
+    return pattern.sub(lambda m: f"{mark[0]}{m.group(0)}{mark[1]}", text)
+
+
+def pages(citation: Citation) -> str:
+    if citation.page_start == citation.page_end:
+        return f"p. {citation.page_start}"
+    return f"pp. {citation.page_start}–{citation.page_end}"
+
+
+def citation_line(citation: Citation) -> str:
+    parts = [citation.label]
+    if citation.version:
+        parts.append(f"arXiv:{citation.version}")
+    if citation.section:
+        parts.append(f"§ {citation.section}")
+    parts.append(citation.url)
+    return " · ".join(parts)
+
+
+def passage_text(passage: Passage, number: int, terms: list[str], mark: tuple[str, str], width: int) -> str:
+    body = textwrap.fill(" ".join(passage.text.split()), width=width, initial_indent="    ", subsequent_indent="    ")
+    head = f"[{number}] {passage.citation.title}"
+    return f"{head}\n{highlight(body, terms, mark)}\n    — {citation_line(passage.citation)}"
+
+
+def references(answer: Answer) -> list[str]:
+    """One line per cited source, in order of first citation."""
+    seen: dict[str, str] = {}
+    for passage in answer.passages:
+        c = passage.citation
+        if c.source_id not in seen:
+            seen[c.source_id] = c.reference()
+    return list(seen.values())
+
+
+def answer_text(answer: Answer, *, color: bool = False, width: int = 100, summary_text: str = "") -> str:
+    """The terminal rendering: summary (if any), numbered passages with highlighted terms, references."""
+    mark = ("\x1b[1;33m", "\x1b[0m") if color else ("", "")
+    terms = query_terms(answer.expanded_query or answer.query)
+    out = []
+    if summary_text:
+        out += [summary_text, ""]
+    if not answer.passages:
+        out.append("No passages matched. Try other words, fewer filters, or `rag status` to see what is indexed.")
+        return "\n".join(out)
+    out += [passage_text(p, i, terms, mark, width) + "\n" for i, p in enumerate(answer.passages, 1)]
+    out.append("References")
+    out += [f"  {line}" for line in references(answer)]
+    return "\n".join(out)
+
+
+def answer_html(answer: Answer) -> str:
+    """Notebook rendering with clickable citations."""
+    esc = html.escape
+    rows = []
+    if answer.summary is not None and answer.summary.sentences:
+        items = " ".join(
+            esc(s.text) + "".join(f' <a href="#rag-p{m}">[{m}]</a>' for m in s.markers) for s in answer.summary.sentences
+        )
+        rows.append(f"<p><b>Answer.</b> {items}</p>")
+    for i, p in enumerate(answer.passages, 1):
+        c = p.citation
+        rows.append(
+            f'<div id="rag-p{i}" style="margin:0.6em 0"><b>[{i}]</b> {esc(p.text)}<br>'
+            f'<small><a href="{esc(c.url)}" target="_blank">{esc(c.label)}</a> — {esc(c.title)}'
+            f"{' · ' + esc(c.section) if c.section else ''}</small></div>"
+        )
+    return f"<div><p><i>{esc(answer.query)}</i></p>{''.join(rows)}</div>"
+
+
+def answer_dataframe(answer: Answer):
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError("Answer.to_dataframe needs pandas: pip install 'rag[notebook]'") from exc
+    rows = []
+    for i, p in enumerate(answer.passages, 1):
+        row = {"rank": i, "score": p.score, "text": p.text}
+        row.update(citation_dict(p.citation))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def explain_text(answer: Answer) -> str:
+    lines = [f"query:    {answer.query}", f"expanded: {answer.expanded_query or answer.query}"]
+    if answer.sides:
+        lines.append(f"sides:    {' | '.join(answer.sides)}")
+    lines.append(f"{'#':>3} {'fused':>8} {'dense':>6} {'bm25':>6}  source")
+    for i, p in enumerate(answer.passages, 1):
+        dense, lexical = p.ranks.get("dense"), p.ranks.get("lexical")
+        lines.append(f"{i:>3} {p.score:>8.3f} {dense if dense is not None else '-':>6} "
+                     f"{lexical if lexical is not None else '-':>6}  {p.citation.label}")
+    return "\n".join(lines)
+
+
+def summary_text(answer: Answer) -> str:
+    if answer.summary is None or not answer.summary.sentences:
+        return ""
+    from rag.answer import format_summary
+
+    return format_summary(answer.summary)
+
+
+def ask_output(answer: Answer, library, *, as_json: bool, explain: bool, bib: bool, color: bool,
+               streamed: bool = False) -> str:
+    """Everything `ask` prints, for one answer."""
+    import json
+
+    if as_json:
+        return json.dumps(answer_dict(answer), indent=1, ensure_ascii=False)
+    parts = []
+    if explain:
+        parts.append(explain_text(answer) + "\n")
+    parts.append(answer_text(answer, color=color, summary_text="" if streamed else summary_text(answer)))
+    if bib and answer.passages:
+        from rag.cite import bibtex
+
+        snapshot = library.snapshot()
+        ids = list(dict.fromkeys(p.citation.source_id for p in answer.passages))
+        parts.append("\n" + bibtex(snapshot.sources[sid] for sid in ids))
+    return "\n".join(parts)

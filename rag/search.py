@@ -1,0 +1,306 @@
+"""Hybrid retrieval over a Snapshot: dense (FAISS) and BM25 candidates, fused, filtered, capped per paper.
+
+Fusion (default "zscore"): each retriever proposes `candidates` rows; every row of the union is scored by both
+(exact cosine via DenseIndex.score_rows, BM25 from the full score vector), each score list is z-scored over that
+union (per query), and fused = lexical_weight * z(BM25) + (1 - lexical_weight) * z(cosine). Scoring the union
+with both retrievers means a row only one of them found still gets the other's opinion, and z-scores are on the
+same scale for every query (so hits of a comparison's side queries can be merged with the main query's).
+Measured on SciFact test (nDCG@10, bundled model, weight 0.3 picked on train): 0.719 vs RRF 0.693, BM25 0.662,
+dense 0.645. "rrf" is plain reciprocal-rank fusion, sum of 1 / (rrf_k + rank), over the two candidate lists.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from rag.errors import FilterError, SettingsError
+from rag.index import top_rows
+from rag.query import Query, parse_query
+from rag.snapshot import Snapshot, SourceRecord
+from rag.types import Passage
+
+Fusion = Literal["zscore", "rrf"]
+Mode = Literal["hybrid", "dense", "lexical"]
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which rows may be returned. Within a kind any value may match; across kinds all must."""
+
+    sections: tuple[str, ...] = ()  # case-insensitive substring of any element of any of the source's list paths
+    papers: tuple[str, ...] = ()  # "arxiv:2305.13245", "2305.13245", "2305.13245v3", "acl:2023.findings-eacl.181"
+    year_min: int | None = None
+    year_max: int | None = None
+    include_references: bool = False
+
+    def __post_init__(self):  # accept a single string or a list, and keep the object hashable (mask cache key)
+        for name in ("sections", "papers"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+
+    @property
+    def narrows_sources(self) -> bool:
+        return bool(self.sections or self.papers) or self.year_min is not None or self.year_max is not None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved row. Ranks are 1-based places in each retriever's candidate list (None: not in it)."""
+
+    row: int
+    score: float  # the fused score (z-score mix or RRF); the retriever's own score in a single-retriever mode
+    dense_rank: int | None
+    lexical_rank: int | None
+    dense_score: float | None  # cosine (None when the dense retriever did not run)
+    lexical_score: float | None  # BM25 (None when the lexical retriever did not run)
+    side: str | None = None  # comparison questions: the side (as written) this hit stands for
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: Query
+    hits: tuple[Hit, ...]
+
+
+# ---- filters -------------------------------------------------------------------------------------------------
+
+_MASKS: "weakref.WeakKeyDictionary[Snapshot, dict[Filters, np.ndarray]]" = weakref.WeakKeyDictionary()
+_ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.I)
+
+
+def row_mask(snapshot: Snapshot, filters: Filters) -> np.ndarray:
+    """Bool mask over the snapshot's rows allowed by `filters` (read-only; cached per snapshot and Filters)."""
+    cache = _MASKS.setdefault(snapshot, {})
+    mask = cache.get(filters)
+    if mask is None:
+        allowed_sources = source_mask(snapshot, filters)
+        mask = allowed_sources[snapshot.row_source] if snapshot.size else np.zeros(0, bool)
+        if not filters.include_references:
+            mask = mask & ~snapshot.row_is_references
+        mask.setflags(write=False)
+        cache[filters] = mask
+    return mask
+
+
+def source_mask(snapshot: Snapshot, filters: Filters) -> np.ndarray:
+    """Bool per `snapshot.source_ids`: does the source pass the section, paper and year filters."""
+    records = [snapshot.sources[sid] for sid in snapshot.source_ids]
+    keep = np.array([_passes(record, filters) for record in records], dtype=bool)
+    if filters.narrows_sources and not keep.any():
+        raise FilterError(f"no source in the index (snapshot {snapshot.id}) matches {_describe(filters)}; "
+                          "`rag status` lists the sources with their years and list sections")
+    return keep
+
+
+def _passes(record: SourceRecord, filters: Filters) -> bool:
+    source = record.source
+    if filters.sections:
+        elements = [element.lower() for path in source.sections for element in path]
+        if not any(f.strip().lower() in e for f in filters.sections for e in elements):
+            return False
+    if filters.papers and not any(_is_paper(record, p) for p in filters.papers):
+        return False
+    year = record.year or source.year
+    if filters.year_min is not None and (year is None or year < filters.year_min):
+        return False
+    return not (filters.year_max is not None and (year is None or year > filters.year_max))
+
+
+def _is_paper(record: SourceRecord, wanted: str) -> bool:
+    """`wanted` names the source: its id, or its arXiv/ACL id with or without prefix, version or URL."""
+    source, wanted = record.source, wanted.strip().lower()
+    if wanted == source.id.lower():
+        return True
+    arxiv = _ARXIV_ID.search(wanted.removeprefix("arxiv:"))
+    if source.arxiv_id and arxiv and arxiv.group(1).lower() == source.arxiv_id.lower():
+        return True
+    return bool(source.acl_id) and wanted.removeprefix("acl:").rstrip("/").removesuffix(".pdf").endswith(
+        source.acl_id.lower())
+
+
+def _describe(filters: Filters) -> str:
+    parts = [f"--section {s!r}" for s in filters.sections] + [f"--paper {p!r}" for p in filters.papers]
+    if filters.year_min is not None:
+        parts.append(f"--year-min {filters.year_min}")
+    if filters.year_max is not None:
+        parts.append(f"--year-max {filters.year_max}")
+    return " ".join(parts)
+
+
+# ---- ranking -------------------------------------------------------------------------------------------------
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    """(x - mean) / std over the given population; all zeros when the values do not vary."""
+    values = np.asarray(values, np.float64)
+    std = values.std() if values.size else 0.0
+    return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+
+
+def fuse_zscore(dense: np.ndarray, lexical: np.ndarray, lexical_weight: float) -> np.ndarray:
+    return lexical_weight * zscore(lexical) + (1.0 - lexical_weight) * zscore(dense)
+
+
+def fuse_rrf(dense_rank: np.ndarray, lexical_rank: np.ndarray, rrf_k: int = RRF_K) -> np.ndarray:
+    """Sum of 1 / (rrf_k + rank) over the lists a row is in; ranks are 1-based, 0 meaning absent."""
+    return sum(np.where(r > 0, 1.0 / (rrf_k + r), 0.0) for r in (np.asarray(dense_rank), np.asarray(lexical_rank)))
+
+
+def rank(
+    snapshot: Snapshot,
+    query_vector: np.ndarray | None,
+    query_text: str,
+    *,
+    candidates: int = 100,
+    fusion: Fusion = "zscore",
+    lexical_weight: float = 0.3,
+    mask: np.ndarray | None = None,
+    mode: Mode = "hybrid",
+    rrf_k: int = RRF_K,
+) -> list[Hit]:
+    """Every candidate row, best first, with no cap and no k: the union of both retrievers' top `candidates`
+    (hybrid), or one retriever's top `candidates` scored by it alone ("dense", "lexical")."""
+    if fusion not in ("zscore", "rrf") or mode not in ("hybrid", "dense", "lexical"):
+        raise SettingsError(f"unknown fusion {fusion!r} or mode {mode!r}: use zscore|rrf and hybrid|dense|lexical")
+    if snapshot.size == 0 or (mask is not None and not mask.any()):
+        return []
+    dense = snapshot.dense.search(query_vector, candidates, allowed=mask) if mode != "lexical" else None
+    lexical_all = snapshot.lexical.scores(query_text) if mode != "dense" else None
+    lexical = None
+    if lexical_all is not None:
+        allowed = lexical_all if mask is None else np.where(mask, lexical_all, 0.0)
+        lexical = top_rows(allowed, min(candidates, int(np.count_nonzero(allowed > 0))))
+    rows = np.unique(np.concatenate([h.rows for h in (dense, lexical) if h is not None]))
+    dense_scores = snapshot.dense.score_rows(query_vector, rows) if dense is not None else None
+    lexical_scores = lexical_all[rows] if lexical_all is not None else None
+    dense_rank, lexical_rank = _ranks(rows, dense), _ranks(rows, lexical)
+    if mode == "dense":
+        fused = dense_scores
+    elif mode == "lexical":
+        fused = lexical_scores
+    elif fusion == "zscore":
+        fused = fuse_zscore(dense_scores, lexical_scores, lexical_weight)
+    else:
+        fused = fuse_rrf(dense_rank, lexical_rank, rrf_k)
+    order = np.lexsort((rows, -np.asarray(fused, np.float64)))
+    return _hits(order, rows, fused, dense_rank, lexical_rank, dense_scores, lexical_scores)
+
+
+def _ranks(rows: np.ndarray, hits) -> np.ndarray:
+    """1-based place of each of `rows` in `hits` (0 when absent); `rows` is sorted. Equal scores rank by row,
+    as everywhere else here (FAISS itself puts the higher row first)."""
+    ranks = np.zeros(rows.shape[0], np.int64)
+    if hits is not None and hits.rows.size:
+        ordered = hits.rows[np.lexsort((hits.rows, -hits.scores))]
+        ranks[np.searchsorted(rows, ordered)] = np.arange(1, ordered.size + 1)
+    return ranks
+
+
+def _hits(order, rows, fused, dense_rank, lexical_rank, dense_scores, lexical_scores) -> list[Hit]:
+    """Hits in `order`; columns become Python lists once (per-element numpy indexing costs ~10x more)."""
+    none = [None] * len(order)
+    columns = zip(
+        rows[order].tolist(), np.asarray(fused, np.float64)[order].tolist(),
+        dense_rank[order].tolist(), lexical_rank[order].tolist(),
+        none if dense_scores is None else np.asarray(dense_scores, np.float64)[order].tolist(),
+        none if lexical_scores is None else np.asarray(lexical_scores, np.float64)[order].tolist(),
+    )
+    return [Hit(row, score, dr or None, lr or None, ds, ls) for row, score, dr, lr, ds, ls in columns]
+
+
+# ---- search --------------------------------------------------------------------------------------------------
+
+
+def search(
+    snapshot: Snapshot,
+    embedder,
+    query: str,
+    *,
+    k: int = 5,
+    per_paper: int = 2,
+    filters: Filters = Filters(),
+    fusion: Fusion = "zscore",
+    lexical_weight: float = 0.3,
+    candidates: int = 100,
+    acronyms: dict[str, str] | None = None,
+    mode: Mode = "hybrid",
+) -> SearchResult:
+    """The k best passages for a question, at most `per_paper` from one source; for a comparison question
+    ("how does X differ from Y") each side is retrieved on its own too and gets about k / sides of the places."""
+    parsed = parse_query(query, snapshot.extra("acronyms", {}) if acronyms is None else acronyms)
+    mask = row_mask(snapshot, filters)
+    texts = [parsed.expanded, *parsed.sides]
+    vectors = embedder.encode(texts) if mode != "lexical" else [None] * len(texts)
+    options = dict(candidates=max(candidates, 4 * k), fusion=fusion, lexical_weight=lexical_weight, mask=mask,
+                   mode=mode)
+    main = rank(snapshot, vectors[0], texts[0], **options)
+    if not parsed.is_comparison:
+        return SearchResult(parsed, tuple(cap(main, k, per_paper, snapshot.row_source)))
+    sides = [rank(snapshot, vector, text, **options) for vector, text in zip(vectors[1:], parsed.sides)]
+    hits = balance(main, sides, parsed.side_labels, k, per_paper, snapshot.row_source)
+    return SearchResult(parsed, tuple(hits))
+
+
+def cap(hits: list[Hit], k: int, per_paper: int, row_source: np.ndarray) -> list[Hit]:
+    """The first k hits with at most `per_paper` from any one source (per_paper <= 0: no cap)."""
+    taken: list[Hit] = []
+    counts: dict[int, int] = {}
+    for hit in hits:
+        if len(taken) >= k:
+            break
+        source = int(row_source[hit.row])
+        if per_paper <= 0 or counts.get(source, 0) < per_paper:
+            counts[source] = counts.get(source, 0) + 1
+            taken.append(hit)
+    return taken
+
+
+def balance(main: list[Hit], sides: list[list[Hit]], labels, k: int, per_paper: int,
+            row_source: np.ndarray) -> list[Hit]:
+    """Top k for a comparison: each side's best hits first (k // sides each, at least one, round robin),
+    the main question's best for the rest, all under the per-paper cap; ordered by fused score.
+
+    Z-scored fused scores share a scale across queries, so hits of different queries can be ordered together.
+    A hit of the main list is marked with the side whose own list has it best (within its top 2k), if any."""
+    chosen: dict[int, Hit] = {}
+    counts: dict[int, int] = {}
+
+    def take(hit: Hit, side: str | None) -> bool:
+        source = int(row_source[hit.row])
+        if hit.row in chosen or (per_paper > 0 and counts.get(source, 0) >= per_paper):
+            return False
+        counts[source] = counts.get(source, 0) + 1
+        chosen[hit.row] = replace(hit, side=side)
+        return True
+
+    quota = max(1, k // len(sides))
+    queues = [iter(side) for side in sides]
+    for _ in range(quota):
+        for queue, label in zip(queues, labels):
+            if len(chosen) < k:
+                next((True for hit in queue if take(hit, label)), False)
+    places = [{hit.row: i for i, hit in enumerate(side[: 2 * k])} for side in sides]
+    for hit in main:
+        if len(chosen) >= k:
+            break
+        best = min(((p[hit.row], label) for p, label in zip(places, labels) if hit.row in p), default=None)
+        take(hit, best[1] if best else None)
+    return sorted(chosen.values(), key=lambda h: (-h.score, h.row))
+
+
+def passages(snapshot: Snapshot, result: SearchResult) -> tuple[Passage, ...]:
+    """The hits as Passages: chunk text, fused score, per-retriever ranks and a Citation."""
+    from rag.cite import cite
+
+    chunks = snapshot.chunks([hit.row for hit in result.hits])
+    return tuple(
+        Passage(chunk=chunk, score=hit.score, citation=cite(snapshot.sources[chunk.source_id], chunk),
+                ranks={"dense": hit.dense_rank, "lexical": hit.lexical_rank}, side=hit.side)
+        for hit, chunk in zip(result.hits, chunks, strict=True)
+    )

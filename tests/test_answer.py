@@ -1,0 +1,236 @@
+"""The extractive answer: sentence splitting, junk filtering, and 2-5 verbatim, cited sentences from real PDFs."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import shared_path
+from rag.answer import extractive_summary, format_summary, is_junk, normalize_space, split_sentences
+from rag.embed import HashEmbedder, SentenceTransformerEmbedder
+from rag.extract import extract
+from rag.types import Chunk, Citation, Fetched, Passage, Sentence, Source, Summary
+
+# Papers of ../shared/data/pdfs used as a small corpus: file -> (name the text uses, citation label)
+PAPERS = {
+    "2302.07302v1.pdf": ("CiteSee", "Chang et al. 2023"),
+    "2203.00130v1.pdf": ("Paper Plain", "August et al. 2022"),
+    "2304.02623v1.pdf": ("Beyond Summarization", "Shen et al. 2023"),
+    "papermage.pdf": ("PaperMage", "Lo et al. 2023"),
+}
+
+
+def make_passage(text: str, label: str = "Doc 2024, p. 1", *, page: int = 1, ordinal: int = 0, refs: bool = False):
+    chunk = Chunk(source_id=f"file:{label}", ordinal=ordinal, text=text, page_start=page, page_end=page,
+                  is_references=refs)
+    citation = Citation(
+        source_id=chunk.source_id, label=label, title=label, authors=(), year=None, arxiv_id=None, version=None,
+        page_start=page, page_end=page, section="", url=f"file:///{ordinal}#page={page}",
+    )
+    return Passage(chunk=chunk, score=1.0, citation=citation)
+
+
+def _page_texts(path, max_pages: int) -> list[str]:
+    """The first pages of a real PDF as rag.extract gives them (ligatures, hyphens and running heads fixed)."""
+    fetched = Fetched(source=Source(id=f"file:{path.name}", kind="local"), status="ok", media_type="pdf")
+    return [page.text for page in extract(fetched, path.read_bytes()).pages[:max_pages]]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[Passage]:
+    """Overlapping 120-word windows of the first pages of four real papers, as cited Passages."""
+    folder = shared_path("pdfs")
+    passages = []
+    for name, (_, label) in PAPERS.items():
+        for number, text in enumerate(_page_texts(folder / name, 6), 1):
+            words = text.split()
+            for start in range(0, max(len(words) - 20, 1), 100):
+                window = " ".join(words[start : start + 120])
+                if len(window.split()) >= 30:
+                    passages.append(make_passage(window, f"{label}, p. {number}", page=number, ordinal=len(passages)))
+    return passages
+
+
+@pytest.fixture(scope="module")
+def retrieve(corpus):
+    """A real lexical retriever (bm25s) over the corpus, standing in for rag's search stage."""
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([p.text for p in corpus], stopwords="en", stemmer=stemmer, show_progress=False),
+                    show_progress=False)
+
+    def top(query: str, k: int = 5) -> list[Passage]:
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, show_progress=False)
+        docs, _ = retriever.retrieve(tokens, k=k, show_progress=False)
+        return [corpus[i] for i in docs[0]]
+
+    return top
+
+
+@pytest.fixture(scope="module")
+def model() -> SentenceTransformerEmbedder:
+    """The real bundled all-MiniLM-L6-v2."""
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="module")
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+def assert_verbatim_and_cited(summary: Summary, passages: list[Passage]) -> None:
+    """Every sentence is a whitespace-normalized substring of the one passage its marker names."""
+    assert summary.method == "extractive"
+    assert 2 <= len(summary.sentences) <= 5, summary.text
+    texts = [s.text for s in summary.sentences]
+    assert len(set(texts)) == len(texts)
+    for sentence in summary.sentences:
+        assert len(sentence.markers) == 1 and 1 <= sentence.markers[0] <= len(passages)
+        source = normalize_space(passages[sentence.markers[0] - 1].text)
+        assert normalize_space(sentence.text) in source, (sentence.text, source)
+        assert not sentence.flagged
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "Shazeer et al. (2019) proposed MQA, e.g. in Fig. 3 and Eq. (2) we show 3.5% gains [12]. "
+            "GQA interpolates between MHA and MQA [4, 5].",
+            ["Shazeer et al. (2019) proposed MQA, e.g. in Fig. 3 and Eq. (2) we show 3.5% gains [12].",
+             "GQA interpolates between MHA and MQA [4, 5]."],
+        ),
+        ("We follow Ainslie et al. [3]. They\n use  GQA.", ["We follow Ainslie et al. [3].", "They use GQA."]),
+        ("Results in Eq. 2 hold. See Figs. 4 and 5. Next.", ["Results in Eq. 2 hold.", "See Figs. 4 and 5.", "Next."]),
+        ("The score is 0.93 vs. 0.91 for BERT. Done.", ["The score is 0.93 vs. 0.91 for BERT.", "Done."]),
+        ("We use dimension d. Then we go.", ["We use dimension d.", "Then we go."]),
+        ("", []),
+    ],
+)
+def test_split_sentences_scientific_text(text, expected):
+    assert split_sentences(text) == expected
+
+
+def test_split_sentences_are_verbatim_on_real_pages(real_pdfs):
+    pages = _page_texts(real_pdfs / "2302.07302v1.pdf", 3)
+    for page in pages:
+        sentences = split_sentences(page)
+        normalized = normalize_space(page)
+        assert len(sentences) > 10
+        assert all(s in normalized for s in sentences)
+        assert " ".join(sentences) == normalized  # nothing lost or invented between sentences
+
+
+@pytest.mark.parametrize(
+    "sentence, junk",
+    [
+        ("GQA interpolates between multi-head and multi-query attention.", False),
+        ("Too short to say much.", True),
+        ("12.3 45.1 67.8 90.2 11.0 13.4 0.5 ± 0.1 (a) (b).", True),
+        ("[12] A. Smith and B. Jones. Attention is all you need. In Proceedings of NeurIPS, 2017.", True),
+        ("Smith, J. (2019). Title of a paper about things. Jones, K. (2020). Another title here.", True),
+        ("continued from the previous chunk, this sentence lost its start.", True),
+        ("This sentence was cut off by the chunk boundary and never", True),
+        ("How could researchers leverage papermage for their research?", True),
+        ("Then 2 recipe = CoreRecipe () 3 doc = recipe . run ( pdf ) returns a document.", True),
+    ],
+)
+def test_is_junk(sentence, junk):
+    assert is_junk(sentence) is junk
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "query",
+    [
+        "How does CiteSee help readers prioritize citations?",
+        "What does Paper Plain offer readers of medical research papers?",
+        "What is PaperMage?",
+    ],
+)
+def test_extractive_answer_on_real_pdfs_is_verbatim_and_cited(query, retrieve, model):
+    passages = retrieve(query)
+    summary = extractive_summary(query, passages, model)
+    assert_verbatim_and_cited(summary, passages)
+    # ordered by passage rank, then by position within the passage
+    order = [(s.markers[0], normalize_space(passages[s.markers[0] - 1].text).index(s.text)) for s in summary.sentences]
+    assert order == sorted(order)
+    assert summary.text.count("[") >= len(summary.sentences)
+
+
+@pytest.mark.slow
+def test_extractive_comparison_pairs_both_sides(retrieve, model):
+    query = "How does CiteSee differ from Paper Plain?"
+    passages = retrieve("CiteSee citations", 3) + retrieve("Paper Plain medical", 3)
+    summary = extractive_summary(query, passages, model, sides=("CiteSee", "Paper Plain"))
+    assert_verbatim_and_cited(summary, passages)
+    first, second = summary.sentences[:2]
+    assert "citesee" in first.text.lower() and "paper plain" in second.text.lower()
+    assert first.joiner == "; "
+    assert f"[{first.markers[0]}]; {second.text}" in summary.text
+    assert not summary.notice
+
+
+def test_sides_accept_expansions(hash_embedder):
+    passages = [
+        make_passage("Grouped query attention shares one key and value head among each group of query heads. "
+                     "It keeps quality close to multi-head attention at a fraction of the memory."),
+        make_passage("MQA uses a single key and value head for all of the query heads in a layer. "
+                     "Decoding gets faster because the cache of keys and values is much smaller.", ordinal=1),
+    ]
+    summary = extractive_summary("how does GQA differ from MQA", passages, hash_embedder,
+                                 sides=("GQA|grouped-query attention", "MQA|multi-query attention"))
+    assert summary.sentences[0].text.startswith("Grouped query attention") and summary.sentences[0].markers == (1,)
+    assert summary.sentences[1].text.startswith("MQA uses") and summary.sentences[1].markers == (2,)
+    assert summary.text.startswith("Grouped query attention shares one key and value head among each group of "
+                                   "query heads [1]; MQA uses")
+
+
+def test_missing_side_is_noticed(hash_embedder):
+    passages = [make_passage("MQA uses a single key and value head for all of the query heads in a layer. "
+                             "Decoding gets faster because the cache of keys and values is much smaller.")]
+    summary = extractive_summary("GQA versus MQA", passages, hash_embedder, sides=("GQA", "MQA"))
+    assert summary.notice == "no passage sentence mentions GQA"
+    assert summary.sentences[0].text.startswith("MQA") and summary.sentences[0].joiner == " "
+
+
+def test_near_duplicates_and_references_are_dropped(hash_embedder):
+    sentence = "Multi-query attention shares a single key and value head across all query heads."
+    passages = [
+        make_passage(f"{sentence} It was proposed to speed up incremental decoding in transformers."),
+        make_passage(f"As noted, multi-query attention shares a single key and value head across all the query heads. "
+                     "Uptraining converts existing checkpoints with a small fraction of the compute.", ordinal=1),
+        make_passage(f"{sentence} Shazeer. Fast transformer decoding: one write-head is all you need.", ordinal=2,
+                     refs=True),
+    ]
+    summary = extractive_summary("what is multi-query attention", passages, hash_embedder, max_sentences=5)
+    texts = [s.text for s in summary.sentences]
+    assert sum("shares a single key and value head" in t for t in texts) == 1
+    assert all(s.markers != (3,) for s in summary.sentences)
+    assert_verbatim_and_cited(summary, passages)
+
+
+def test_no_passages_or_only_junk(hash_embedder):
+    assert extractive_summary("anything", [], hash_embedder) == Summary(sentences=())
+    junk = extractive_summary("anything", [make_passage("1.2 3.4 5.6 7.8 9.0 1.1 2.2")], hash_embedder)
+    assert junk.sentences == () and junk.notice
+
+
+def test_summary_text_and_format():
+    summary = Summary(
+        sentences=(
+            Sentence("GQA uses groups of key-value heads", (1,), joiner="; "),
+            Sentence("MQA uses one.", (2,)),
+            Sentence("Both speed up decoding.", (1, 3), flagged="cites [7], which was not given"),
+        ),
+        notice="LLM answer checked: 1 sentence without a valid citation removed",
+    )
+    assert summary.text == "GQA uses groups of key-value heads [1]; MQA uses one. [2] Both speed up decoding. [1][3]"
+    assert format_summary(summary) == (
+        "GQA uses groups of key-value heads [1]; MQA uses one. [2] Both speed up decoding. [1][3] "
+        "(unverified: cites [7], which was not given)\n"
+        "Note: LLM answer checked: 1 sentence without a valid citation removed"
+    )
+    assert format_summary(Summary(sentences=())) == ""

@@ -1,0 +1,255 @@
+"""rag.evaluate: metrics against hand-worked examples and ir-measures; BEIR loading; gold files; the gate;
+`rag eval` end to end on a SciFact slice (real model) and on a snapshot built from real PDFs."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from rag.errors import EvalError
+from rag.evaluate import (
+    load_beir,
+    load_gold,
+    mrr_at_k,
+    ndcg_at_k,
+    recall_at_k,
+    score_run,
+)
+
+# ---- metrics: hand-worked ----------------------------------------------------------------------------------
+
+
+def test_ndcg_hand_worked_binary():
+    # relevant a, c; ranked [x, a, y, c]: DCG = 1/log2(3) + 1/log2(5); IDCG = 1 + 1/log2(3)
+    got = ndcg_at_k(["x", "a", "y", "c"], {"a": 1, "c": 1}, 10)
+    want = (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    assert got == pytest.approx(want)
+    assert want == pytest.approx(0.6509, abs=1e-4)
+
+
+def test_ndcg_hand_worked_graded_and_cutoff():
+    rels = {"a": 2, "b": 1}
+    # [b, a]: DCG = 1 + 2/log2(3) = 2.2619; IDCG = 2 + 1/log2(3) = 2.6309 -> 0.8597
+    assert ndcg_at_k(["b", "a"], rels, 10) == pytest.approx(0.8597, abs=1e-4)
+    assert ndcg_at_k(["a", "b"], rels, 10) == pytest.approx(1.0)
+    # at k=1, [b, a] sees only b: 1/2
+    assert ndcg_at_k(["b", "a"], rels, 1) == pytest.approx(0.5)
+    assert ndcg_at_k(["x", "y"], rels, 10) == 0.0
+    assert ndcg_at_k(["a"], {}, 10) == 0.0
+
+
+def test_recall_and_mrr_hand_worked():
+    rels = {"a": 1, "b": 1, "c": 1, "z": 0}
+    ranked = ["x", "z", "b", "y", "a"]
+    assert recall_at_k(ranked, rels, 3) == pytest.approx(1 / 3)
+    assert recall_at_k(ranked, rels, 5) == pytest.approx(2 / 3)
+    assert mrr_at_k(ranked, rels, 10) == pytest.approx(1 / 3)  # z has grade 0: not relevant
+    assert mrr_at_k(ranked, rels, 2) == 0.0
+
+
+def test_duplicate_documents_count_once_at_best_rank():
+    # two chunks of document a: the second must neither add gain nor push b down a rank
+    assert ndcg_at_k(["a", "a", "b"], {"a": 1, "b": 1}, 10) == pytest.approx(1.0)
+    assert mrr_at_k(["x", "x", "a"], {"a": 1}, 2) == pytest.approx(0.5)
+
+
+def test_score_run_means_and_missing_queries_count_zero():
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 0}}  # q3 has nothing relevant: not judged
+    run = {"q1": ["a"], "q3": ["c"]}
+    metrics = score_run(run, qrels)
+    assert metrics.queries == 2
+    assert metrics.ndcg10 == pytest.approx(0.5)
+    assert metrics.mrr10 == pytest.approx(0.5)
+    assert metrics.recall100 == pytest.approx(0.5)
+
+
+# ---- metrics: against an independent implementation ------------------------------------------------------
+
+
+def test_metrics_match_ir_measures_on_random_runs():
+    ir_measures = pytest.importorskip("ir_measures")
+    from ir_measures import MRR, R, nDCG
+
+    rng = random.Random(7)
+    docs = [f"d{i}" for i in range(150)]
+    qrels, run = {}, {}
+    for q in range(40):
+        qid = f"q{q}"
+        qrels[qid] = {d: rng.choice([0, 1, 1, 2]) for d in rng.sample(docs, rng.randint(1, 6))}
+        if not any(qrels[qid].values()):
+            qrels[qid][docs[q]] = 1
+        run[qid] = rng.sample(docs, 120)
+    # ir-measures ranks by score; give distinct descending scores so ties cannot reorder anything
+    scored = {q: {d: float(len(ranked) - i) for i, d in enumerate(ranked)} for q, ranked in run.items()}
+    ref = ir_measures.calc_aggregate([nDCG @ 10, R @ 10, R @ 100, MRR @ 10], qrels, scored)
+    ours = score_run(run, qrels)
+    assert ours.ndcg10 == pytest.approx(ref[nDCG @ 10], abs=1e-9)
+    assert ours.recall10 == pytest.approx(ref[R @ 10], abs=1e-9)
+    assert ours.recall100 == pytest.approx(ref[R @ 100], abs=1e-9)
+    assert ours.mrr10 == pytest.approx(ref[MRR @ 10], abs=1e-9)
+    assert 0.0 < ours.ndcg10 < 1.0
+
+
+# ---- BEIR loading ---------------------------------------------------------------------------------------------
+
+
+def _write_beir(folder, *, header=True):
+    (folder / "qrels").mkdir(parents=True)
+    corpus = [{"_id": "d1", "title": "Aspirin", "text": "Aspirin lowers fever."},
+              {"_id": "d2", "title": "", "text": "Statins lower cholesterol."},
+              {"_id": 3, "title": "Sleep", "text": "Sleep improves memory."}]
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in corpus) + "\n")
+    queries = [{"_id": "q1", "text": "what lowers fever"}, {"_id": "q2", "text": "memory and sleep"},
+               {"_id": "q9", "text": "unjudged"}]
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps(r) for r in queries))
+    rows = ["q1\td1\t1", "q2\t3\t1", "q2\td2\t0"]
+    (folder / "qrels" / "test.tsv").write_text("\n".join((["query-id\tcorpus-id\tscore"] if header else []) + rows))
+
+
+def test_load_beir_small_folder(tmp_path):
+    _write_beir(tmp_path)
+    data = load_beir(tmp_path, "test")
+    assert [d.id for d in data.corpus] == ["d1", "d2", "3"]
+    assert data.queries == {"q1": "what lowers fever", "q2": "memory and sleep"}
+    assert data.qrels == {"q1": {"d1": 1}, "q2": {"3": 1, "d2": 0}}
+    assert list(load_beir(tmp_path, "test", limit=1).queries) == ["q1"]
+
+
+def test_load_beir_errors_name_the_file(tmp_path):
+    _write_beir(tmp_path)
+    with pytest.raises(EvalError, match=r"train\.tsv.*splits here: test"):
+        load_beir(tmp_path, "train")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\tnot-a-number\n")
+    with pytest.raises(EvalError, match=r"test\.tsv:2"):
+        load_beir(tmp_path, "test")
+    with pytest.raises(EvalError, match="nowhere: not a BEIR folder"):
+        load_beir(tmp_path / "nowhere", "test")
+
+
+def test_load_beir_scifact(scifact_dir):
+    data = load_beir(scifact_dir, "test")
+    assert len(data.corpus) == 5183
+    assert len(data.queries) == 300
+    assert sum(len(r) for r in data.qrels.values()) == 339
+    assert len(load_beir(scifact_dir, "train").queries) == 809
+
+
+# ---- gold files ----------------------------------------------------------------------------------------------
+
+
+def test_load_gold_parses_and_normalizes(tmp_path):
+    path = tmp_path / "gold.jsonl"
+    path.write_text(
+        "# comment line\n\n"
+        + json.dumps({"question": "What is GQA?", "expect": [{"source": "2305.13245", "pages": [2, 1, 2]}]}) + "\n"
+        + json.dumps({"question": "Who?", "expect": [{"source": "url:abc"}, {"source": "arxiv:1911.02150"}]}) + "\n"
+    )
+    gold = load_gold(path)
+    assert [q.question for q in gold] == ["What is GQA?", "Who?"]
+    assert gold[0].expect[0].source == "arxiv:2305.13245"
+    assert gold[0].expect[0].pages == (1, 2)
+    assert gold[0].line == 3
+    assert [e.source for e in gold[1].expect] == ["url:abc", "arxiv:1911.02150"]
+    assert gold[1].expect[0].pages == ()
+
+
+@pytest.mark.parametrize("line", ['{"question": "x"}', "not json", '{"question": "", "expect": [{"source": "a"}]}',
+                                  '{"question": "x", "expect": []}', '{"question": "x", "expect": [{"pages": [1]}]}'])
+def test_load_gold_rejects_bad_lines_with_file_and_line(tmp_path, line):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"question": "ok", "expect": [{"source": "a"}]}) + "\n" + line + "\n")
+    with pytest.raises(EvalError, match=r"bad\.jsonl:2"):
+        load_gold(path)
+
+
+# ---- the gate ------------------------------------------------------------------------------------------------
+
+
+def test_gate_passes_within_margin_and_fails_beyond():
+    from rag.evaluate import gate_check
+
+    current = {"hit@1": 0.8, "hit@5": 1.0, "mrr": 0.85, "page_accuracy": 0.5}
+    ok = gate_check({"hit@1": 0.76, "hit@5": 1.0, "mrr": 0.9, "page_accuracy": 0.5}, current, 0.05)
+    assert ok.passed and ok.drops == ()
+    bad = gate_check({"hit@1": 0.7, "hit@5": 1.0, "mrr": 0.85, "page_accuracy": 0.3}, current, 0.05)
+    assert not bad.passed
+    assert [d[0] for d in bad.drops] == ["hit@1", "page_accuracy"]
+    assert "hit@1 0.800 -> 0.700" in bad.message
+    # exactly at the margin still publishes; a metric the candidate lacks counts as zero
+    assert gate_check({"hit@1": 0.75, "hit@5": 0.95, "mrr": 0.8, "page_accuracy": 0.45}, current, 0.05).passed
+    assert not gate_check({"hit@1": 0.8, "hit@5": 1.0, "mrr": 0.85}, current, 0.05).passed
+    assert gate_check(current, None, 0.0).passed
+
+
+# ---- `rag eval --beir` on a SciFact slice, real bundled model --------------------------------------------------
+
+
+def _write_slice(data, folder):
+    """Write a BeirData back out in BEIR layout (what `rag eval --beir` reads)."""
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in data.corpus))
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in data.queries.items()))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{doc}\t{grade}\n" for q, rels in data.qrels.items() for doc, grade in rels.items()))
+
+
+def test_beir_slice_is_deterministic_and_holds_the_judged_documents(scifact_dir):
+    from rag.beir import beir_slice
+
+    data = load_beir(scifact_dir, "test")
+    a, b = beir_slice(data, queries=12, others=100), beir_slice(data, queries=12, others=100)
+    assert a == b
+    assert list(a.queries) == list(data.queries)[:12]
+    ids = {d.id for d in a.corpus}
+    assert all(doc in ids for rels in a.qrels.values() for doc in rels)
+    assert 100 < len(ids) <= 100 + sum(len(r) for r in a.qrels.values())
+
+
+def test_rag_eval_beir_scifact_slice_real_model(scifact_dir, tmp_path, rag_home):
+    from typer.testing import CliRunner
+
+    from rag.beir import beir_slice
+    from rag.cli import app
+
+    data = beir_slice(load_beir(scifact_dir, "test"), queries=20, others=120)
+    folder = tmp_path / "scifact-slice"
+    _write_slice(data, folder)
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", "--beir", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["queries"], report["documents"]) == (20, len(data.corpus))
+    assert report["chunks"] >= report["documents"] and not report["reused"]
+    rows = report["rows"]
+    assert set(rows) == {"bm25", "dense", "hybrid"}
+    for m in rows.values():
+        assert 0.0 <= m["ndcg10"] <= 1.0 and m["recall10"] <= m["recall100"] <= 1.0
+    # sane ranges for a real model on an easy slice (~140 documents): retrieval clearly works,
+    # and fusion is not worse than its better half by more than noise
+    assert rows["bm25"]["ndcg10"] > 0.5 and rows["dense"]["ndcg10"] > 0.5
+    assert rows["hybrid"]["ndcg10"] >= max(rows["bm25"]["ndcg10"], rows["dense"]["ndcg10"]) - 0.08
+    assert rows["hybrid"]["recall100"] >= 0.9
+    # the eval index lives under <home>/eval/<recipe>, never as the user's published index
+    assert str(rag_home / "eval") in report["snapshot"]
+    assert not (rag_home / "CURRENT").exists()
+    # a rerun with the same recipe reuses the index; the table names the retrievers
+    again = runner.invoke(app, ["eval", "--beir", str(folder), "--limit", "5"])
+    assert again.exit_code == 0, again.output
+    assert "index reused" in again.output and "5 queries" in again.output
+    assert all(name in again.output for name in ("bm25", "dense", "hybrid", "nDCG@10", "R@100", "MRR@10"))
+
+
+def test_rag_eval_needs_exactly_one_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    result = CliRunner().invoke(app, ["eval"])
+    assert result.exit_code == 2
+    missing = CliRunner().invoke(app, ["eval", "--beir", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "not a BEIR folder" in missing.output

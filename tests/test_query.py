@@ -1,0 +1,94 @@
+"""Acronyms mined from paper text, and questions turned into expanded queries and comparison sides."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.query import comparison_sides, definitions, mine_acronyms, parse_query
+from rag.types import Chunk
+
+
+def chunk(text: str, *, refs: bool = False, ordinal: int = 0) -> Chunk:
+    return Chunk(source_id="arxiv:2305.13245", ordinal=ordinal, text=text, page_start=1, page_end=1,
+                 is_references=refs)
+
+
+REALISTIC = [
+    "We propose grouped-query attention (GQA), a generalization of multi-query attention (MQA) which uses an "
+    "intermediate number of key-value heads.",
+    "Sparse Mixture-of-Experts (MoE) models scale the parameter count at constant compute.",
+    "Recent large language models (LLMs) are decoded autoregressively; the\nmulti-head attention (MHA) layer "
+    "dominates memory traffic.",
+    "Reinforcement Learning from Human Feedback (RLHF) aligns the model, and Low-Rank Adaptation (LoRA) "
+    "fine-tunes it cheaply; rotary position embedding (RoPE) encodes positions.",
+    "GQA (grouped-query attention) was later adopted widely.",
+]
+
+
+def test_mines_realistic_definitions():
+    acronyms = mine_acronyms(chunk(t, ordinal=i) for i, t in enumerate(REALISTIC))
+    assert acronyms == {
+        "GQA": "grouped-query attention",
+        "MQA": "multi-query attention",
+        "MoE": "mixture-of-experts",
+        "LLM": "large language model",
+        "MHA": "multi-head attention",
+        "RLHF": "reinforcement learning from human feedback",
+        "LoRA": "low-rank adaptation",
+        "RoPE": "rotary position embedding",
+    }
+
+
+@pytest.mark.parametrize("text", [
+    "As we show in this paper (see Table 2), quality holds.",
+    "This was reported before (Ainslie et al., 2023) and (e.g., GQA) elsewhere.",
+    "We train the model for longer (TPU) on more data (ABC).",
+    "Accuracy improves (Figure 3) with scale (T5) and (2023).",
+    "Second, the results (RS) hold.",  # a comma ends the run of words a long form may come from
+])
+def test_rejects_parentheses_that_define_nothing(text):
+    assert definitions(text) == []
+
+
+def test_most_frequent_long_form_wins_and_references_are_ignored():
+    texts = ["the key-value (KV) cache grows", "the key-value (KV) cache", "keys and values (KV) are cached"]
+    chunks = [chunk(t, ordinal=i) for i, t in enumerate(texts)]
+    chunks.append(chunk("Kelly Vance (KV) 2021. Another paper.", refs=True, ordinal=9))
+    assert mine_acronyms(chunks) == {"KV": "key-value"}
+
+
+def test_expands_short_forms_with_mined_long_forms():
+    acronyms = {"GQA": "grouped-query attention", "LLM": "large language model", "MoE": "mixture-of-experts"}
+    query = parse_query("why do LLMs use GQA?", acronyms)
+    assert query.text == "why do LLMs use GQA?"
+    assert query.expanded == "why do LLMs use GQA? large language model grouped-query attention"
+    assert not query.is_comparison and query.sides == ()
+    assert parse_query("what is a moe layer", acronyms).expanded == "what is a moe layer mixture-of-experts"
+    assert parse_query("what is grouped-query attention", acronyms).expanded.endswith(" GQA")
+    assert parse_query("GQA grouped-query attention", acronyms).expanded == "GQA grouped-query attention"
+    assert parse_query("nothing to expand here", acronyms).expanded == "nothing to expand here"
+
+
+@pytest.mark.parametrize("question, sides", [
+    ("How does GQA differ from MQA?", ("GQA", "MQA")),
+    ("GQA vs. MQA", ("GQA", "MQA")),
+    ("GQA versus multi-head attention", ("GQA", "multi-head attention")),
+    ("compare GQA and MQA", ("GQA", "MQA")),
+    ("Compare RoPE with ALiBi for long context", ("RoPE", "ALiBi for long context")),
+    ("what is the difference between the Switch Transformer and GLaM?", ("Switch Transformer", "GLaM")),
+    ("how do MoE and dense models compare", ("MoE", "dense models")),
+    ("is GQA faster than MHA", ("GQA", "MHA")),
+    ("compare GQA, MQA and MHA", ("GQA", "MQA", "MHA")),
+    ("what is grouped-query attention", ()),
+    ("how does uptraining work", ()),
+])
+def test_comparison_sides(question, sides):
+    assert comparison_sides(question) == sides
+
+
+def test_comparison_sides_are_expanded_too():
+    query = parse_query("how does GQA differ from MQA", {"GQA": "grouped-query attention", "MQA": "multi-query attention"})
+    assert query.is_comparison
+    assert query.side_labels == ("GQA", "MQA")
+    assert query.sides == ("GQA grouped-query attention", "MQA multi-query attention")
+    assert query.expansions == (("GQA", "grouped-query attention"), ("MQA", "multi-query attention"))

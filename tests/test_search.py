@@ -1,0 +1,265 @@
+"""Hybrid retrieval on small hand-made snapshots (real FAISS, real bm25s, the hash embedder)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embed import HashEmbedder
+from rag.errors import FilterError
+from rag.index import LexicalIndex, lexical_tokens
+from rag.query import mine_acronyms
+from rag.search import Filters, fuse_rrf, fuse_zscore, passages, rank, row_mask, search, zscore
+from rag.snapshot import Snapshot, SnapshotData, SourceRecord, write_snapshot
+from rag.store import Home
+from rag.types import Chunk, Source
+
+GQA = "arxiv:2305.13245"
+MQA = "arxiv:1911.02150"
+SWITCH = "arxiv:2101.03961"
+PI = "arxiv:2306.15595"
+LEX = "arxiv:2212.10554"
+
+PAPERS = {
+    GQA: ("GQA: Training Generalized Multi-Query Transformer Models", ("Joshua Ainslie", "James Lee-Thorp", "Sumit Sanghai"),
+          2023, (("Model Architecture", "MQA"),)),
+    MQA: ("Fast Transformer Decoding: One Write-Head is All You Need", ("Noam Shazeer",), 2019, (("MQA",),)),
+    SWITCH: ("Switch Transformers", ("William Fedus", "Barret Zoph", "Noam Shazeer"), 2022,
+             (("Sparsity and Efficiency",),)),
+    PI: ("Extending Context Window of Large Language Models via Positional Interpolation",
+         ("Shouyuan Chen", "Sherman Wong"), 2023, (("Model Architecture", "Context"),)),
+    LEX: ("A Length-Extrapolatable Transformer", ("Yutao Sun", "Li Dong"), 2022, (("Model Architecture", "Context"),)),
+}
+
+TEXTS = [
+    (GQA, "We introduce grouped-query attention (GQA), which divides query heads into groups that each share a "
+          "single key head and value head, interpolating between multi-head and multi-query attention.", 2, False),
+    (GQA, "Uptraining converts an existing multi-head checkpoint into a grouped-query checkpoint by mean pooling "
+          "the key and value projection matrices, then continues pre-training for five percent of the steps.", 3,
+     False),
+    (GQA, "GQA reaches quality close to multi-head attention at a speed comparable to MQA; GQA with eight groups "
+          "is a good trade-off between GQA quality and MQA speed for GQA decoding.", 5, False),
+    (GQA, "Noam Shazeer. 2019. Fast transformer decoding: one write-head is all you need. Zanzibar bibliography "
+          "marmalade.", 9, True),
+    (MQA, "Multi-query attention (MQA) shares one set of keys and values across all heads, which cuts the memory "
+          "bandwidth of incremental decoding.", 2, False),
+    (MQA, "Incremental inference is slow because reloading the large keys and values tensors dominates the time.",
+     3, False),
+    (SWITCH, "The Switch Transformer routes each token to a single expert, a simplified Mixture-of-Experts (MoE) "
+             "layer with a capacity factor and a load balancing loss.", 4, False),
+    (PI, "Position interpolation linearly down-scales the position indices of rotary position embedding (RoPE) so "
+         "the extended context window stays within the trained range.", 1, False),
+] + [
+    (LEX, f"Length extrapolation of the transformer: part {i} on attention resolution and length extrapolation "
+          f"with blockwise causal attention.", i + 1, False)
+    for i in range(6)
+]
+
+
+def records() -> list[SourceRecord]:
+    out = []
+    for sid, (title, authors, year, sections) in PAPERS.items():
+        arxiv_id = sid.split(":")[1]
+        source = Source(id=sid, kind="arxiv", title=title, authors=authors, year=year, sections=sections,
+                        arxiv_id=arxiv_id)
+        out.append(SourceRecord(source=source, status="ok", version=f"{arxiv_id}v2", title=title, authors=authors,
+                                year=year, url=f"http://127.0.0.1:9/pdf/{arxiv_id}v2", pages=10,
+                                chunks=sum(t[0] == sid for t in TEXTS)))
+    return out
+
+
+def chunks() -> list[Chunk]:
+    ordinals: dict[str, int] = {}
+    out = []
+    for sid, text, page, refs in TEXTS:
+        ordinals[sid] = ordinals.get(sid, -1) + 1
+        out.append(Chunk(source_id=sid, ordinal=ordinals[sid], text=text, page_start=page, page_end=page,
+                         section="References" if refs else "Method", is_references=refs))
+    return out
+
+
+def build(home: Path, *, exact_max: int = 50_000) -> Snapshot:
+    the_chunks = chunks()
+    vectors = HashEmbedder().encode([c.text for c in the_chunks])
+    data = SnapshotData({"model": "hash"}, the_chunks, vectors, records(), {"acronyms": mine_acronyms(the_chunks)})
+    write_snapshot(Home(home), data, exact_max=exact_max, keep=2)
+    return Snapshot.open_current(Home(home))
+
+
+@pytest.fixture
+def snapshot(rag_home) -> Snapshot:
+    return build(rag_home)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+def texts_of(snapshot: Snapshot, result) -> list[str]:
+    return [c.text for c in snapshot.chunks([h.row for h in result.hits])]
+
+
+def sources_of(snapshot: Snapshot, hits) -> list[str]:
+    return [snapshot.source_ids[snapshot.row_source[h.row]] for h in hits]
+
+
+def test_fused_results_put_the_right_chunk_first(snapshot, embedder):
+    result = search(snapshot, embedder, "how are multi-head checkpoints converted by uptraining with mean pooling")
+    assert texts_of(snapshot, result)[0].startswith("Uptraining converts")
+    top = result.hits[0]
+    assert top.dense_rank == 1 and top.lexical_rank == 1
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+
+
+def test_acronym_in_question_is_expanded_from_the_snapshot(snapshot, embedder):
+    result = search(snapshot, embedder, "what does RoPE do when the window grows")
+    assert "rotary position embedding" in result.query.expanded
+    assert sources_of(snapshot, result.hits)[0] == PI
+
+
+def test_dense_scores_equal_numpy_cosine(snapshot, embedder):
+    query = embedder.encode(["keys and values shared across heads"])[0]
+    hits = rank(snapshot, query, "", mode="dense", candidates=50)
+    vectors = np.load(snapshot.folder / "vectors.npy")
+    cosine = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    assert [h.row for h in hits] == list(np.argsort(-cosine, kind="stable")) and len(hits) == snapshot.size
+    np.testing.assert_allclose([h.score for h in hits], cosine[[h.row for h in hits]], rtol=1e-5, atol=1e-6)
+    assert all(h.lexical_score is None and h.dense_rank == i for i, h in enumerate(hits, 1))
+
+
+def lucene_bm25(corpus: list[list[str]], query: list[str], k1: float = 1.2, b: float = 0.75) -> list[float]:
+    """Hand-written Lucene BM25: idf = ln(1 + (N - df + .5) / (df + .5)), tf part tf / (tf + k1 (1 - b + b dl/avg))."""
+    n, avgdl = len(corpus), sum(len(d) for d in corpus) / len(corpus)
+    scores = []
+    for doc in corpus:
+        total = 0.0
+        for term in query:
+            df = sum(term in d for d in corpus)
+            tf = doc.count(term)
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            total += idf * tf / (tf + k1 * (1 - b + b * len(doc) / avgdl))
+        scores.append(total)
+    return scores
+
+
+def test_bm25_matches_a_hand_worked_lucene_formula():
+    docs = ["cat dog bird", "cat cat fish", "bird fish fish fish tree", "tree", "dog dog dog cat bird fish tree"]
+    assert lexical_tokens(docs) == [d.split() for d in docs]  # these words pass the analyzer unchanged
+    index = LexicalIndex.build(docs)
+    for query in (["cat"], ["fish", "tree"], ["dog", "bird", "tree"]):
+        expected = lucene_bm25([d.split() for d in docs], query)
+        np.testing.assert_allclose(index.scores(" ".join(query)), expected, rtol=1e-5)
+    assert index.scores("zebra").tolist() == [0.0] * 5
+
+
+def test_at_most_per_paper_passages_from_one_source(snapshot, embedder):
+    question = "length extrapolation attention resolution blockwise causal"
+    capped = search(snapshot, embedder, question, k=5, per_paper=2)
+    assert sources_of(snapshot, capped.hits).count(LEX) == 2 and len(capped.hits) == 5
+    uncapped = search(snapshot, embedder, question, k=5, per_paper=0)
+    assert sources_of(snapshot, uncapped.hits).count(LEX) == 5
+
+
+def test_filters_by_section_paper_and_year(snapshot, embedder):
+    question = "attention keys values heads"
+    by_section = search(snapshot, embedder, question, k=10, filters=Filters(sections=("mqa",)))
+    assert set(sources_of(snapshot, by_section.hits)) == {GQA, MQA}
+    context = search(snapshot, embedder, question, k=10, per_paper=0, filters=Filters(sections="Context"))
+    assert set(sources_of(snapshot, context.hits)) == {PI, LEX}
+    for paper in ("2305.13245", "arxiv:2305.13245", "2305.13245v3", "https://arxiv.org/abs/2305.13245"):
+        hits = search(snapshot, embedder, question, k=10, filters=Filters(papers=(paper,))).hits
+        assert set(sources_of(snapshot, hits)) == {GQA}, paper
+    years = search(snapshot, embedder, question, k=10, per_paper=0, filters=Filters(year_min=2020, year_max=2022))
+    assert set(sources_of(snapshot, years.hits)) == {SWITCH, LEX}
+    with pytest.raises(FilterError, match="2399.00001"):
+        search(snapshot, embedder, question, filters=Filters(papers=("2399.00001",)))
+
+
+def test_row_mask_is_cached_and_read_only(snapshot):
+    first = row_mask(snapshot, Filters(sections=["MQA"]))
+    assert row_mask(snapshot, Filters(sections=("MQA",))) is first
+    assert not first.flags.writeable and first.sum() == 6 - 1  # GQA's reference chunk is left out
+
+
+def test_references_left_out_unless_asked_for(snapshot, embedder):
+    question = "zanzibar bibliography marmalade"
+    default = search(snapshot, embedder, question, k=3)
+    assert all(not c.is_references for c in snapshot.chunks([h.row for h in default.hits]))
+    included = search(snapshot, embedder, question, k=3, filters=Filters(include_references=True))
+    assert snapshot.chunks([included.hits[0].row])[0].is_references
+
+
+def test_comparison_question_returns_both_sides(snapshot, embedder):
+    question = "how does GQA differ from MQA?"
+    result = search(snapshot, embedder, question, k=2)
+    expanded = result.query.expanded
+    plain = rank(snapshot, embedder.encode([expanded])[0], expanded, mask=row_mask(snapshot, Filters()))
+    assert sources_of(snapshot, plain[:2]) == [GQA, GQA]  # the question's own ranking alone shows one side
+    assert result.query.is_comparison and result.query.side_labels == ("GQA", "MQA")
+    assert {h.side for h in result.hits} == {"GQA", "MQA"}
+    by_side = {h.side: sources_of(snapshot, [h])[0] for h in result.hits}
+    assert by_side == {"GQA": GQA, "MQA": MQA}
+    wide = search(snapshot, embedder, question, k=5, per_paper=2)
+    assert sources_of(snapshot, wide.hits).count(GQA) <= 2 and MQA in sources_of(snapshot, wide.hits)
+
+
+def test_zscore_fusion_on_a_hand_worked_example():
+    dense, lexical = np.array([0.9, 0.5, 0.1]), np.array([0.0, 3.0, 6.0])
+    z = math.sqrt(1.5)  # (0.4 / sqrt(0.32 / 3)) = (3 / sqrt(6)) = 1.2247
+    np.testing.assert_allclose(zscore(dense), [z, 0, -z])
+    np.testing.assert_allclose(fuse_zscore(dense, lexical, 0.3), [0.4 * z, 0.0, -0.4 * z])
+    np.testing.assert_allclose(fuse_zscore(dense, np.zeros(3), 0.3), [0.7 * z, 0.0, -0.7 * z])
+    np.testing.assert_allclose(fuse_rrf(np.array([1, 2, 0]), np.array([2, 0, 1]), 60),
+                               [1 / 61 + 1 / 62, 1 / 62, 1 / 61])
+
+
+def test_hybrid_scores_are_zscores_over_the_union_of_candidates(snapshot, embedder):
+    question = "memory bandwidth of decoding with one expert"
+    hits = rank(snapshot, embedder.encode([question])[0], question, candidates=2, lexical_weight=0.25)
+    assert len(hits) == 3 and sum(h.dense_rank is not None for h in hits) == 2  # the lists differ in one row
+    assert all(h.dense_score is not None and h.lexical_score is not None for h in hits)
+    dense = np.array([h.dense_score for h in hits])
+    lexical = np.array([h.lexical_score for h in hits])
+    np.testing.assert_allclose([h.score for h in hits], 0.25 * zscore(lexical) + 0.75 * zscore(dense), atol=1e-9)
+    rrf = rank(snapshot, embedder.encode([question])[0], question, candidates=2, fusion="rrf")
+    for h in rrf:
+        assert h.score == pytest.approx(sum(1 / (60 + r) for r in (h.dense_rank, h.lexical_rank) if r))
+
+
+def test_hnsw_index_still_finds_the_right_chunk(rag_home, embedder):
+    snapshot = build(rag_home, exact_max=4)
+    assert snapshot.dense.kind == "hnsw" and (snapshot.folder / "vectors.faiss").exists()
+    result = search(snapshot, embedder, "how are multi-head checkpoints converted by uptraining with mean pooling")
+    assert texts_of(snapshot, result)[0].startswith("Uptraining converts")
+    narrow = search(snapshot, embedder, "switch routing experts", filters=Filters(papers=("2101.03961",)))
+    assert sources_of(snapshot, narrow.hits) == [SWITCH]
+
+
+def test_lexical_only_mode_needs_no_embedder(snapshot):
+    result = search(snapshot, None, "load balancing loss capacity factor", mode="lexical")
+    assert sources_of(snapshot, result.hits)[0] == SWITCH
+    assert all(h.dense_score is None and h.lexical_rank is not None for h in result.hits)
+
+
+def test_passages_carry_citations_and_ranks(snapshot, embedder):
+    result = search(snapshot, embedder, "how does GQA differ from MQA", k=4)
+    found = passages(snapshot, result)
+    assert len(found) == len(result.hits) == 4
+    for passage, hit in zip(found, result.hits):
+        assert passage.score == hit.score and passage.side == hit.side
+        assert passage.ranks == {"dense": hit.dense_rank, "lexical": hit.lexical_rank}
+        arxiv_id = passage.chunk.source_id.split(":")[1]
+        assert passage.citation.url == f"https://arxiv.org/pdf/{arxiv_id}v2#page={passage.chunk.page_start}"
+    labels = {p.chunk.source_id: p.citation.label.split(",")[0] for p in found}
+    assert labels[MQA] == "Shazeer 2019" and labels[GQA] == "Ainslie et al. 2023"
+
+
+def test_empty_snapshot_returns_no_hits(rag_home, embedder):
+    data = SnapshotData({}, [], np.zeros((0, embedder.dim), np.float32), [], {})
+    write_snapshot(Home(rag_home), data, exact_max=10, keep=1)
+    assert search(Snapshot.open_current(Home(rag_home)), embedder, "anything").hits == ()
+
