@@ -121,11 +121,16 @@ class ArxivMetadata:
         def attempt() -> list[arxiv.Result]:
             search = arxiv.Search(id_list=list(ids), max_results=len(ids))
             try:
-                return list(self.client.results(search))
+                results = list(self.client.results(search))
             except arxiv.HTTPError as exc:
                 raise self._http_error(exc) from exc
             except arxiv.UnexpectedEmptyPageError as exc:
                 raise HttpError(f"{url}: arXiv returned an unexpectedly empty page", url=url, retryable=True) from exc
+            response = self.session.last_response
+            if response is not None and b"<feed" not in response.content[:4096]:
+                # a proxy or captive portal answering 200: not "no such paper", which would be remembered
+                raise HttpError(f"{url}: the answer is not an arXiv Atom feed", url=url)
+            return results
 
         return self.http.retrying(url, attempt)
 

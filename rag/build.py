@@ -183,7 +183,7 @@ def _chunk_all(documents, records, embedder, settings, home, progress):
     chunks: list[Chunk] = []
     out_records = []
     for i, (document, record) in enumerate(zip(documents, records, strict=True), 1):
-        key = f"{sha256(repr(document.pages))}:{document.source_id}:{CHUNKER_VERSION}:{max_tokens}:" \
+        key = f"{sha256(repr((document.pages, document.headings)))}:{document.source_id}:{CHUNKER_VERSION}:{max_tokens}:" \
               f"{settings.chunk_overlap}:{embedder.tokenizer_fingerprint}"
         doc_chunks = home.load_chunks(key)
         if doc_chunks is None:

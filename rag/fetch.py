@@ -332,17 +332,25 @@ class _Run:
                      meta: PaperMeta = PaperMeta()) -> Fetched:
         """Download (resuming a .part left by an earlier run), verify, and commit to the store by hash."""
         partial = self.home.partial_path(url)
+        validator = self.home.partial_validator_path(partial)
         resumed = partial.exists() and partial.stat().st_size > 0
-        self.http.download(url, partial)
+        try:
+            self.http.download(url, partial, validator)
+        except FetchError:
+            if not partial.exists():  # dropped as unusable (too large, wrong offset): its validator goes too
+                validator.unlink(missing_ok=True)
+            raise
         try:
             verify_pdf(partial.read_bytes(), url)
         except FetchError:
             partial.unlink(missing_ok=True)  # not a PDF: nothing worth resuming
             if not resumed:
+                validator.unlink(missing_ok=True)
                 raise
-            # the kept .part may belong to another file (the server's copy changed): start over once
-            self.http.download(url, partial)
+            # the kept .part may not match the server's file (no validator to tell): start over, once
+            self.http.download(url, partial, validator)
             verify_pdf(partial.read_bytes(), url)
+        validator.unlink(missing_ok=True)
         size = partial.stat().st_size
         digest = self.home.commit_partial(partial)
         return Fetched(source=source, status="ok", version=version, blob=digest, media_type="pdf",

@@ -221,21 +221,28 @@ class Http:
 
         return self.retrying(url, attempt, retries=retries)
 
-    def download(self, url: str, partial: Path, *, timeout: float | None = None, retries: int | None = None) -> int:
+    def download(self, url: str, partial: Path, validator: Path, *, timeout: float | None = None,
+                 retries: int | None = None) -> int:
         """Stream `url` into `partial`, resuming what an earlier, interrupted transfer left there.
 
+        `validator` keeps the ETag/Last-Modified of the response the .part came from; a resume sends it as
+        If-Range, so a server whose file changed sends all of it again instead of a mismatched tail.
         Returns the bytes received now. The caller verifies the file and commits it to the store; on any
         failure the .part file stays (to resume next time) unless its content is known to be unusable.
         """
         check_url(url)
         before = self.bytes_received
-        self.retrying(url, lambda: self._download_once(url, partial, timeout), retries=retries)
+        self.retrying(url, lambda: self._download_once(url, partial, validator, timeout), retries=retries)
         return self.bytes_received - before
 
-    def _download_once(self, url: str, partial: Path, timeout: float | None) -> None:
+    def _download_once(self, url: str, partial: Path, validator: Path, timeout: float | None) -> None:
         have = partial.stat().st_size if partial.exists() else 0
         # identity: byte offsets of a Range must be offsets into the file, not into a gzip stream
-        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
+        headers = {"Accept-Encoding": "identity"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            if validator.exists():
+                headers["If-Range"] = validator.read_text("utf-8").strip()
         with self.session.get(url, headers=headers, timeout=timeout, stream=True) as response:
             if response.status_code == 416 and have:  # our .part is longer than the file: start over
                 partial.unlink(missing_ok=True)
@@ -248,11 +255,13 @@ class Http:
                     partial.unlink(missing_ok=True)
                     raise HttpError(f"{url}: server resumed at the wrong offset", url=url, retryable=True)
             else:
-                have = 0  # 200: the server ignored Range, so the whole file comes again
+                have = 0  # 200: the server ignored Range (or the file changed), so the whole file comes again
             length = response.headers.get("Content-Length")
             expected = have + int(length) if length and length.isdigit() else None
             if expected is not None:
                 self._check_size(url, expected, partial)
+            if have == 0:
+                _remember_validator(response, validator)
             got = self._stream_into(url, response, partial, have)
         if expected is not None and got < expected:
             raise HttpError(f"{url}: transfer cut off at {got} of {expected} bytes", url=url, retryable=True)
@@ -272,6 +281,16 @@ class Http:
             if partial is not None:
                 partial.unlink(missing_ok=True)
             raise HttpError(f"{url}: larger than max_bytes ({self.settings.max_bytes} bytes)", url=url)
+
+
+def _remember_validator(response: requests.Response, validator: Path) -> None:
+    """Keep a strong ETag (weak ones may not be used in If-Range) or else Last-Modified, for a later resume."""
+    etag = response.headers.get("ETag", "")
+    value = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified", "")
+    if value:
+        validator.write_text(value, "utf-8")
+    else:
+        validator.unlink(missing_ok=True)
 
 
 def _content_range_start(value: str | None) -> int | None:

@@ -140,34 +140,42 @@ def read_pdf(raw: bytes, source_id: str) -> tuple[list[str], tuple[str, ...]]:
     if not raw.lstrip()[:5].startswith(b"%PDF-"):
         raise ExtractError(f"{source_id}: not a PDF (the file does not start with %PDF-); re-fetch it")
     with captured_pypdf_warnings() as warnings:
-        texts, has_images = _page_texts(raw, source_id)
+        texts, has_images, failures = _page_texts(raw, source_id)
     if not any(text.strip() for text in texts):
         if has_images:
             raise ExtractError(
                 f"{source_id}: image-only PDF (no text layer on any of {len(texts)} pages); it needs OCR"
             )
         raise ExtractError(f"{source_id}: no text on any of the PDF's {len(texts)} pages")
-    return texts, tuple(dict.fromkeys(warnings))
+    return texts, tuple(dict.fromkeys(warnings + failures))
 
 
-def _page_texts(raw: bytes, source_id: str) -> tuple[list[str], bool]:
+def _page_texts(raw: bytes, source_id: str) -> tuple[list[str], bool, list[str]]:
+    """Raw text of every page, whether a textless page holds images, and the pages that failed (why)."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError, PdfStreamError
 
     try:
         reader = PdfReader(io.BytesIO(raw))
         _open_encrypted(reader, source_id)
-        texts, has_images = [], False
-        for page in reader.pages:
-            text = page.extract_text() or ""
-            texts.append(text)
-            if not text.strip():
-                has_images = has_images or _has_images(page)
-        return texts, has_images
+        pages = list(reader.pages)
     except ExtractError:
         raise
     except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise ExtractError(f"{source_id}: corrupt or truncated PDF ({exc}); re-fetch it") from exc
+    texts, has_images, failures = [], False, []
+    for number, page in enumerate(pages, start=1):
+        try:
+            text = page.extract_text() or ""
+        except Exception as exc:  # one unreadable page (odd font, broken stream) must not lose the others
+            failures.append(f"page {number}: {type(exc).__name__}: {exc}")
+            text = ""
+        texts.append(text)
+        if not text.strip():
+            has_images = has_images or _has_images(page)
+    if failures and len(failures) == len(pages):
+        raise ExtractError(f"{source_id}: corrupt PDF, no page could be read ({failures[0]}); re-fetch it")
+    return texts, has_images, failures
 
 
 def _open_encrypted(reader, source_id: str) -> None:

@@ -104,33 +104,39 @@ def _define(candidate: str, words: list[str], *, whole: bool = False) -> tuple[s
         span.insert(0, word)
     if whole and len(span) != len(words):
         return None
-    for start in ([0] if whole else range(len(span) - 1, -1, -1)):  # shortest long form first
-        long = span[start:]
-        if _fits(letters, long):
-            return core, _normalize(long, plural)
-    return None
+    best: tuple[int, list[str]] | None = None
+    for start in ([0] if whole else range(len(span) - 1, -1, -1)):  # shortest first; it wins ties
+        cost = _fit_cost(letters, span[start:])
+        if cost is not None and (best is None or cost < best[0]):
+            best = (cost, span[start:])
+    return (core, _normalize(best[1], plural)) if best else None
 
 
-def _fits(letters: str, words: list[str]) -> bool:
+def _fit_cost(letters: str, words: list[str]) -> int | None:
+    """How many letters the words must supply from inside themselves (fewer: a better long form), or None."""
     parts = [p.lower() for w in words for p in w.split("-") if p]
     if len(parts) < 2 or parts[0] in _FUNCTION_WORDS or parts[0][0] != letters[0]:
-        return False
+        return None
     return _match(letters, parts, 0, 0)
 
 
-def _match(letters: str, parts: list[str], li: int, pi: int) -> bool:
-    """Each content part starts with the next letter and may supply more letters from inside it, in order."""
+def _match(letters: str, parts: list[str], li: int, pi: int) -> int | None:
+    """Each content part starts with the next letter and may supply more letters from inside it, in order;
+    function words may be skipped. Returns the fewest inside letters over all ways to match, None if none."""
     if pi == len(parts):
-        return li == len(letters)
+        return 0 if li == len(letters) else None
     part = parts[pi]
-    if part in _FUNCTION_WORDS and _match(letters, parts, li, pi + 1):
-        return True
-    if li >= len(letters) or part[0] != letters[li]:
-        return False
-    for extra in range(len(letters) - li):  # fewest letters from inside the word first
-        if _is_subsequence(letters[li + 1 : li + 1 + extra], part[1:]) and _match(letters, parts, li + 1 + extra, pi + 1):
-            return True
-    return False
+    costs = []
+    if part in _FUNCTION_WORDS:
+        costs.append(_match(letters, parts, li, pi + 1))
+    if li < len(letters) and part[0] == letters[li]:
+        for extra in range(len(letters) - li):
+            if not _is_subsequence(letters[li + 1 : li + 1 + extra], part[1:]):
+                break
+            rest = _match(letters, parts, li + 1 + extra, pi + 1)
+            costs.append(None if rest is None else rest + extra)
+    found = [c for c in costs if c is not None]
+    return min(found) if found else None
 
 
 def _is_subsequence(needle: str, hay: str) -> bool:
@@ -153,12 +159,13 @@ _OTHER = r"(?P<b>.+)"
 _COMPARISONS = [
     re.compile(rf"^(?:how|in what ways?)\s+(?:does|do|is|are|did)\s+{_SIDE}\s+(?:differ|different|compare|vary)"
                rf"\s+(?:from|to|with|against)\s+{_OTHER}$", re.I),
-    re.compile(rf"^(?:how|in what ways?)\s+(?:does|do|are|did)\s+{_SIDE}\s+and\s+(?P<b>.+?)\s+(?:differ|compare|vary)\b.*$",
-               re.I),
+    re.compile(rf"^(?:how|in what ways?)\s+(?:does|do|are|did)\s+{_SIDE}\s+and\s+(?P<b>.+?)"
+               rf"\s+(?:differ|compare|vary)\b.*$", re.I),
     re.compile(rf"^(?:.*?\b)?differences?\s+between\s+{_SIDE}\s+and\s+{_OTHER}$", re.I),
-    re.compile(rf"^(?:compare|comparing|comparison\s+of|contrast)\s+{_SIDE}\s+(?:and|with|to|vs\.?|versus)\s+{_OTHER}$",
+    re.compile(rf"^(?:compare|comparing|comparison\s+of|contrast)\s+{_SIDE}"
+               rf"\s+(?:and|with|to|vs\.?|versus)\s+{_OTHER}$", re.I),
+    re.compile(rf"^(?:is|are)\s+{_SIDE}\s+(?:better|worse|faster|slower|more\s+\w+|less\s+\w+)\s+than\s+{_OTHER}$",
                re.I),
-    re.compile(rf"^(?:is|are)\s+{_SIDE}\s+(?:better|worse|faster|slower|more\s+\w+|less\s+\w+)\s+than\s+{_OTHER}$", re.I),
     re.compile(rf"^{_SIDE}\s+(?:vs\.?|versus|compared\s+(?:to|with))\s+{_OTHER}$", re.I),
 ]
 

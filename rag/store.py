@@ -147,6 +147,10 @@ class Home:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def partial_validator_path(self, partial: Path) -> Path:
+        """Beside a .part file: the ETag or Last-Modified of its response, sent as If-Range when resuming."""
+        return partial.with_name(partial.stem + ".validator")
+
     def commit_partial(self, partial: Path) -> str:
         """Move a finished, verified transfer into the blob store under its content hash."""
         digest = hashlib.sha256()

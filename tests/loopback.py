@@ -14,6 +14,7 @@ malformed ids: HTTP 400 with arXiv's error entry). Byte responses honour `Range:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import threading
@@ -342,13 +343,16 @@ def _handler_for(server: ArxivStandIn):
             self._send(status, body, content_type, extra)
 
         def _ranged(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+            """Range: bytes=N- (honouring If-Range against the body's ETag), as a file server does."""
+            etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
             match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-            if not match:
-                return 200, body, {"Accept-Ranges": "bytes"}
+            if_range = self.headers.get("If-Range")
+            if not match or (if_range is not None and if_range != etag):
+                return 200, body, {"Accept-Ranges": "bytes", "ETag": etag}
             start = int(match.group(1))
             if start >= len(body):
                 return 416, b"", {"Content-Range": f"bytes */{len(body)}"}
-            return 206, body[start:], {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
+            return 206, body[start:], {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}", "ETag": etag}
 
         def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str],
                   length: int | None = None) -> None:

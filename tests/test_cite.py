@@ -85,7 +85,8 @@ def test_bibtex_for_arxiv_acl_and_web():
     assert "booktitle = {Findings of the Association for Computational Linguistics: EACL 2023}" in entries[1]
     assert "url = {https://aclanthology.org/2023.findings-eacl.181}" in entries[1]
     assert entries[2].startswith("@misc{repo,")
-    assert "howpublished = {\\url{https://github.com/owner/repo}}" in entries[2] and "note = {GitHub repository}" in entries[2]
+    assert "howpublished = {\\url{https://github.com/owner/repo}}" in entries[2]
+    assert "note = {GitHub repository}" in entries[2]
     assert all(e.count("{") == e.count("}") for e in entries)
 
 

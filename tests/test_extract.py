@@ -142,7 +142,8 @@ def test_pypdf_warnings_captured_not_logged(caplog):
     with caplog.at_level(logging.WARNING):
         doc = extract(fetched(), damaged)
     assert "Page with text." in doc.pages[0].text
-    assert any("startxref" in warning for warning in doc.warnings) and not [r for r in caplog.records if r.name.startswith("pypdf")]
+    assert any("startxref" in warning for warning in doc.warnings)
+    assert not [record for record in caplog.records if record.name.startswith("pypdf")]
     assert logging.getLogger("pypdf").propagate and not logging.getLogger("pypdf").handlers
 
 
@@ -165,11 +166,13 @@ KNOWN_PHRASES = [
 
 
 @pytest.fixture(scope="module")
-def real_documents(request) -> dict[str, Document]:
+def real_documents() -> dict[str, Document]:
     from conftest import shared_path
 
     folder = shared_path("pdfs")
-    return {name: extract(fetched("pdf", f"file:{name}"), (folder / f"{name}.pdf").read_bytes()) for name in PAGE_COUNTS}
+    return {
+        name: extract(fetched("pdf", f"file:{name}"), (folder / f"{name}.pdf").read_bytes()) for name in PAGE_COUNTS
+    }
 
 
 def test_real_page_counts_and_no_warnings(real_documents):

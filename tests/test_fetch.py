@@ -182,6 +182,14 @@ def test_429_retry_after_is_honoured(arxiv_server, home):
     assert second.at - first.at >= 1.0  # backoff is 0.01 s here: only Retry-After explains the wait
 
 
+def test_an_api_answer_that_is_not_atom_is_a_failure_not_a_missing_paper(arxiv_server, home):
+    arxiv_server.add_paper("2305.13245", 1)
+    arxiv_server.fail_next("/api/query", 200, body=b"<html><body>Sign in to the network</body></html>")
+    first = run(arxiv_server, home, [arxiv_source("2305.13245")], retries=0)
+    assert result(first, "arxiv:2305.13245").status == "failed" and "not an arXiv Atom feed" in first.results[0].reason
+    assert result(run(arxiv_server, home, [arxiv_source("2305.13245")]), "arxiv:2305.13245").status == "ok"
+
+
 def test_retries_exhausted_is_a_recorded_failure_and_others_go_on(arxiv_server, home):
     arxiv_server.add_pdf("/files/ok.pdf", make_pdf("fine"))
     arxiv_server.fail_next("/files/bad.pdf", 503, times=10)
@@ -238,16 +246,24 @@ def test_cut_off_transfer_resumes_within_the_same_run(arxiv_server, home):
 
 def test_a_stale_part_file_is_restarted_cleanly(arxiv_server, home):
     pdf = make_pdf("current", pages=3)
-    arxiv_server.add_pdf("/files/long.pdf", pdf)
-    arxiv_server.add_pdf("/files/changed.pdf", pdf)
-    long_url, changed_url = f"{arxiv_server.url}/files/long.pdf", f"{arxiv_server.url}/files/changed.pdf"
-    home.partial_path(long_url).write_bytes(b"x" * (len(pdf) + 10))  # longer than the file: HTTP 416
-    home.partial_path(changed_url).write_bytes(b"%PDF-1.4 an older copy of another file")  # resumes into garbage
-    sources = [Source(id="url:long", kind="pdf", url=long_url), Source(id="url:changed", kind="pdf", url=changed_url)]
+    for name in ("long", "changed", "garbled"):
+        arxiv_server.add_pdf(f"/files/{name}.pdf", pdf)
+    url = {name: f"{arxiv_server.url}/files/{name}.pdf" for name in ("long", "changed", "garbled")}
+    home.partial_path(url["long"]).write_bytes(b"x" * (len(pdf) + 10))  # longer than the file: HTTP 416
+    changed = home.partial_path(url["changed"])  # the start of an older copy: If-Range makes the server resend all
+    changed.write_bytes(b"%PDF-1.4 an older copy of this file")
+    home.partial_validator_path(changed).write_text('"old-etag"')
+    home.partial_path(url["garbled"]).write_bytes(b"not a pdf at all")  # no validator: resumes, fails, restarts
+    sources = [Source(id=f"url:{name}", kind="pdf", url=url[name]) for name in ("long", "changed", "garbled")]
+
     report = run(arxiv_server, home, sources)
-    assert [home.read_blob(f.blob) for f in report.results] == [pdf, pdf]
+
+    assert [home.read_blob(f.blob) for f in report.results] == [pdf, pdf, pdf]
     assert [r.headers.get("Range") for r in arxiv_server.requests_to("/files/long.pdf")] == [f"bytes={len(pdf) + 10}-", None]
-    assert len(arxiv_server.requests_to("/files/changed.pdf")) == 2 and not list((home.cache / "partial").glob("*"))
+    (resent,) = arxiv_server.requests_to("/files/changed.pdf")
+    assert resent.headers["If-Range"] == '"old-etag"'
+    assert len(arxiv_server.requests_to("/files/garbled.pdf")) == 2
+    assert not list((home.cache / "partial").glob("*"))
 
 
 def test_html_where_a_pdf_was_expected_is_refused(arxiv_server, home):

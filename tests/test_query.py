@@ -87,7 +87,8 @@ def test_comparison_sides(question, sides):
 
 
 def test_comparison_sides_are_expanded_too():
-    query = parse_query("how does GQA differ from MQA", {"GQA": "grouped-query attention", "MQA": "multi-query attention"})
+    acronyms = {"GQA": "grouped-query attention", "MQA": "multi-query attention"}
+    query = parse_query("how does GQA differ from MQA", acronyms)
     assert query.is_comparison
     assert query.side_labels == ("GQA", "MQA")
     assert query.sides == ("GQA grouped-query attention", "MQA multi-query attention")

@@ -24,8 +24,8 @@ PI = "arxiv:2306.15595"
 LEX = "arxiv:2212.10554"
 
 PAPERS = {
-    GQA: ("GQA: Training Generalized Multi-Query Transformer Models", ("Joshua Ainslie", "James Lee-Thorp", "Sumit Sanghai"),
-          2023, (("Model Architecture", "MQA"),)),
+    GQA: ("GQA: Training Generalized Multi-Query Transformer Models",
+          ("Joshua Ainslie", "James Lee-Thorp", "Sumit Sanghai"), 2023, (("Model Architecture", "MQA"),)),
     MQA: ("Fast Transformer Decoding: One Write-Head is All You Need", ("Noam Shazeer",), 2019, (("MQA",),)),
     SWITCH: ("Switch Transformers", ("William Fedus", "Barret Zoph", "Noam Shazeer"), 2022,
              (("Sparsity and Efficiency",),)),
