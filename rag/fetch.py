@@ -201,7 +201,8 @@ class _Run:
         if self.settings.offline:
             raise FetchError(f"{source.id}: offline and not in the cache", status="unavailable")
         if target is None:
-            assert outcome is not None  # no target means the lookup was made and failed
+            if outcome is None:
+                raise FetchError(f"{source.id}: no version known and arXiv was not asked; fetch again")
             if outcome.status == "not_found":  # remembered, so the next run within the TTL does not ask again
                 return self.save(Fetched(source=source, status="not_found", reason=f"{source.id}: {outcome.reason}"))
             raise FetchError(f"{source.id}: {outcome.reason}", status=outcome.status)

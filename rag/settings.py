@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rag.errors import SettingsError
+
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 
@@ -98,7 +100,12 @@ class Settings(BaseSettings):
     def with_overrides(self, **values) -> "Settings":
         """A copy with the non-None values replaced (CLI flags override the environment)."""
         changed = {key: value for key, value in values.items() if value is not None}
-        return self.model_copy(update=changed) if changed else self
+        if not changed:
+            return self
+        try:
+            return type(self)(**{**self.model_dump(), **changed})  # validated, like the environment's values
+        except ValueError as exc:
+            raise SettingsError(f"invalid setting: {exc}") from exc
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -93,3 +93,9 @@ def test_comparison_sides_are_expanded_too():
     assert query.side_labels == ("GQA", "MQA")
     assert query.sides == ("GQA grouped-query attention", "MQA multi-query attention")
     assert query.expansions == (("GQA", "grouped-query attention"), ("MQA", "multi-query attention"))
+
+
+def test_prefers_the_long_form_spelled_by_word_initials():
+    found = definitions("We follow the Equal Employment Opportunity Commission (EEOC) and use Low-Rank Adaptation "
+                        "(LoRA) for fine-tuning.")
+    assert found == [("EEOC", "equal employment opportunity commission"), ("LoRA", "low-rank adaptation")]
