@@ -99,9 +99,10 @@ def _fetch(sources, settings, home, progress):
 
 
 def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -> BuildReport:
-    from rag.embed import build_embedder
+    from rag.embed import open_embedder
 
-    embedder = build_embedder(settings, home)
+    with clock.stage("model"):
+        embedder = open_embedder(settings, home, purpose="build")
     documents, records = [], []
     with clock.stage("extract"):
         for i, result in enumerate(fetch_report.results, 1):
@@ -184,7 +185,7 @@ def _chunk_all(documents, records, embedder, settings, home, progress):
     out_records = []
     for i, (document, record) in enumerate(zip(documents, records, strict=True), 1):
         key = f"{sha256(repr((document.pages, document.headings)))}:{document.source_id}:{CHUNKER_VERSION}:{max_tokens}:" \
-              f"{settings.chunk_overlap}:{embedder.tokenizer_fingerprint}"
+              f"{settings.chunk_overlap}:{embedder.fingerprint}"
         doc_chunks = home.load_chunks(key)
         if doc_chunks is None:
             doc_chunks = chunk_document(document, embedder, max_tokens=max_tokens, overlap=settings.chunk_overlap)
@@ -221,11 +222,12 @@ def _embed(chunks, embedder, home, settings, progress) -> tuple[np.ndarray, int]
 
 def _manifest(settings, embedder, records, n_chunks) -> dict:
     from rag.chunk import CHUNKER_VERSION
+    from rag.embed import ModelInfo
     from rag.extract import EXTRACTOR_VERSION
 
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": embedder.info.to_dict(),
+        "model": ModelInfo.of(embedder).to_dict(),
         "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_tokens or embedder.max_tokens,
                     "overlap": settings.chunk_overlap},
         "extractor": {"version": EXTRACTOR_VERSION},

@@ -241,8 +241,11 @@ def eval_command(
     settings = settings_from(home=home, fusion=fusion, lexical_weight=lexical_weight)
     if beir is not None:
         from rag.beir import evaluate_beir
+        from rag.progress import Bars
 
-        report = evaluate_beir(beir, settings, split=split, limit=limit, title=title)  # type: ignore[arg-type]
+        with Bars(enabled=not as_json and sys.stderr.isatty()) as bars:
+            report = evaluate_beir(beir, settings, split=split, limit=limit, title=title,  # type: ignore[arg-type]
+                                   progress=bars.update)
         typer.echo(json.dumps(dataclasses.asdict(report), indent=1) if as_json else _beir_table(report))
     else:
         from rag.evaluate import evaluate_gold_published

@@ -68,18 +68,20 @@ class Library:
             return self._snapshot
 
     def _same_model(self) -> bool:
-        info = getattr(self._embedder, "info", None)
-        return info is not None and self._snapshot is not None and \
-            info.fingerprint == self._snapshot.manifest["model"]["fingerprint"]
+        fingerprint = getattr(self._embedder, "fingerprint", None)
+        return self._snapshot is not None and fingerprint == self._snapshot.manifest["model"]["fingerprint"]
 
     def embedder(self):
         snapshot = self.snapshot()
         if self._embedder is None:
-            from rag.embed import query_embedder
+            import warnings
 
-            self._embedder, notice = query_embedder(snapshot.manifest["model"], self.home, self.settings)
-            if notice:
-                self.notices.append(notice)
+            from rag.embed import query_embedder_for
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._embedder = query_embedder_for(snapshot.manifest["model"], self.home, onnx=self.settings.onnx)
+            self.notices += [str(w.message) for w in caught if w.category.__module__.startswith("rag")]
         return self._embedder
 
     def ask(
@@ -116,7 +118,7 @@ class Library:
             acronyms=snapshot.extra("acronyms", {}),
         )
         found = passages(snapshot, result)
-        answer = Answer(question, found, None, result.query.expanded, tuple(result.query.sides))
+        answer = Answer(question, found, None, result.query.expanded, _side_aliases(result.query))
         if summary and found:
             answer = _with_summary(answer, embedder, s, summary, on_token)
         return answer
@@ -141,6 +143,15 @@ class Library:
             model=m.get("model", {}), index=m.get("index", {}), counts=m.get("counts", {}),
             sources=self.sources(), timings=m.get("timings", {}),
         )
+
+
+def _side_aliases(query) -> tuple[str, ...]:
+    """Each side as written plus the long forms it expands to: "GQA|grouped-query attention"."""
+    aliases = []
+    for label in query.side_labels:
+        longs = [long for short, long in query.expansions if short.lower() in label.lower().split()]
+        aliases.append("|".join(dict.fromkeys([label, *longs])))
+    return tuple(aliases)
 
 
 def _tuple(value) -> tuple[str, ...]:

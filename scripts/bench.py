@@ -50,8 +50,50 @@ def bench_extract(args: argparse.Namespace) -> None:
           f"= {chunks / chunk_s:.0f} chunks/s, {pages / chunk_s:.0f} pages/s (mean of {args.repeat} runs)")
 
 
+def bench_embed(args: argparse.Namespace) -> None:
+    """Encoder chunks/s on SciFact passages: torch vs ONNX fp32 vs ONNX int8, and their cosine to torch."""
+    import json
+    import subprocess
+    import tempfile
+
+    from rag.embed import SentenceTransformerEmbedder
+    from rag.onnx_export import OnnxEmbedder, export_onnx
+
+    corpus = SHARED_DATA / "scifact" / "corpus.jsonl"
+    if not corpus.is_file():
+        print(f"embed: skipped, no {corpus}")
+        return
+    with open(corpus, encoding="utf-8") as handle:
+        texts = [f"{d['title']}. {d['text']}" for d in map(json.loads, handle)][: args.embed_n]
+    torch_embedder = SentenceTransformerEmbedder("")
+    counts = torch_embedder.count_tokens(texts)
+    print(f"embed: {len(texts)} SciFact passages, mean {sum(counts) / len(counts):.0f} word pieces "
+          f"(max {torch_embedder.max_tokens}), batch {args.embed_batch}")
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        folder = export_onnx(torch_embedder, Path(tmp) / "model", quantize="int8")
+        print(f"export (fp32 + int8): {time.perf_counter() - start:.1f} s")
+        encoders = {"torch": torch_embedder, "onnx-fp32": OnnxEmbedder(folder), "onnx-int8": OnnxEmbedder(folder, quantize="int8")}
+        seconds = dict.fromkeys(encoders, 0.0)
+        vectors = {}
+        for _ in range(args.repeat):  # interleaved rounds, so a busy machine slows every path alike
+            for name, encoder in encoders.items():
+                start = time.perf_counter()
+                vectors[name] = encoder.encode(texts, batch_size=args.embed_batch)
+                seconds[name] += time.perf_counter() - start
+        for name in encoders:
+            cosine = (vectors[name] * vectors["torch"]).sum(axis=1)
+            print(f"{name:10s} {len(texts) * args.repeat / seconds[name]:7.1f} chunks/s   "
+                  f"cosine to torch: mean {cosine.mean():.5f}, min {cosine.min():.5f}")
+        probe = ("import time; t = time.perf_counter(); from rag.onnx_export import OnnxEmbedder; "
+                 f"OnnxEmbedder({str(folder)!r}).encode(['how does GQA differ from MQA']); print(time.perf_counter() - t)")
+        cold = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+        print(f"cold process, ONNX import + load + one query: {float(cold):.2f} s")
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "extract": bench_extract,
+    "embed": bench_embed,
 }
 
 
@@ -59,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="Run only this section (repeatable).")
     parser.add_argument("--repeat", type=int, default=3, help="Repetitions for the fast measurements.")
+    parser.add_argument("--embed-n", type=int, default=2000, help="SciFact passages the embed section encodes.")
+    parser.add_argument("--embed-batch", type=int, default=64, help="Batch size of the embed section.")
     args = parser.parse_args(argv)
     for name in args.only or list(SECTIONS):
         print(f"== {name}")

@@ -210,6 +210,26 @@ def test_beir_slice_is_deterministic_and_holds_the_judged_documents(scifact_dir)
     assert 100 < len(ids) <= 100 + sum(len(r) for r in a.qrels.values())
 
 
+def test_beir_document_title_handling_and_recipe_key():
+    from rag.beir import beir_document, recipe_key
+    from rag.chunk import chunk_document
+    from rag.embed import HashEmbedder
+    from rag.evaluate import BeirDoc
+
+    doc = BeirDoc("42", "Aspirin lowers fever.", "In a trial of 300 adults, aspirin reduced fever.")
+    assert beir_document(doc, "sentence").pages[0].text == "Aspirin lowers fever. In a trial of 300 adults, aspirin reduced fever."
+    assert beir_document(doc, "none").pages[0].text == doc.text
+    heading = beir_document(doc, "heading")
+    assert heading.source_id == "beir:42" and heading.headings[0].title == doc.title
+    embedder = HashEmbedder()
+    (chunk,) = chunk_document(heading, embedder)
+    assert chunk.text.startswith("Aspirin lowers fever.") and chunk.page_start == 1
+    keys = {recipe_key([doc], embedder, max_tokens=256, overlap=32, title=t) for t in ("sentence", "heading", "none")}
+    assert len(keys) == 3
+    assert recipe_key([doc], embedder, max_tokens=128, overlap=32, title="none") not in keys
+    assert recipe_key([doc], embedder, max_tokens=256, overlap=32, title="none") in keys
+
+
 def test_rag_eval_beir_scifact_slice_real_model(scifact_dir, tmp_path, rag_home):
     from typer.testing import CliRunner
 

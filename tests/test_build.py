@@ -1,0 +1,195 @@
+"""`rag build` end to end against the loopback arXiv stand-in, with real PDFs and the fast fake embedder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from loopback import settings_for
+from rag.catalog import split_authors
+from rag.cli import app
+from rag.errors import BuildLocked, IndexMismatch, IndexMissing
+from rag.library import Library
+from rag.settings import Settings
+from rag.snapshot import Snapshot
+from rag.store import Home
+
+PAPERS = {
+    "2203.00130": ("2203.00130v1.pdf", "Paper Plain: Making Medical Research Papers Approachable to Healthcare Consumers",
+                   "August, Tal, Lucy Lu Wang, Jonathan Bragg, Marti A. Hearst, Andrew Head, and Kyle Lo"),
+    "2302.07302": ("2302.07302v1.pdf", "CiteSee: Augmenting Citations in Scientific Papers with Persistent and "
+                   "Personalized Historical Context", "Chang, Joseph Chee, Amy X. Zhang, Jonathan Bragg, Andrew Head, "
+                   "Kyle Lo, Doug Downey, and Daniel S. Weld"),
+    "2304.02623": ("2304.02623v1.pdf", "Beyond Summarization: Designing AI Support for Real-World Expository Writing Tasks",
+                   "Shen, Zejiang, Tal August, Pao Siangliulue, Kyle Lo, Jonathan Bragg, Jeff Hammerbacher, "
+                   "Doug Downey, Joseph Chee Chang, and David Sontag"),
+    "2206.10883": ("2206.10883v3.pdf", "Multi-LexSum: Real-World Summaries of Civil Rights Lawsuits at Multiple Granularities",
+                   "Shen, Zejiang, Kyle Lo, Lauren Yu, Nathan Dahlberg, Margo Schlanger, and Doug Downey"),
+}
+
+
+def entry(arxiv_id: str) -> str:
+    _, title, authors = PAPERS[arxiv_id]
+    return f"{authors}. “{title}.” arXiv, 2023. [https://doi.org/10.48550/arXiv.{arxiv_id}](https://doi.org/10.48550/arXiv.{arxiv_id}).\n"
+
+
+def write_list(path: Path, ids: list[str], extra: str = "") -> Path:
+    body = "## Reading tools\n\n" + "\n".join(entry(i) for i in ids) + "\n" + extra
+    path.write_text(body, "utf-8")
+    return path
+
+
+SOCIAL = "\n## Threads\n\n- [https://twitter.com/someone/status/1](https://twitter.com/someone/status/1)\n"
+
+
+@pytest.fixture
+def served(arxiv_server, real_pdfs):
+    for arxiv_id, (name, title, authors) in PAPERS.items():
+        version = int(name.split("v")[-1].split(".")[0])
+        arxiv_server.add_paper(arxiv_id, version, title=title, authors=split_authors(authors),
+                               pdf_bytes=(real_pdfs / name).read_bytes())
+    return arxiv_server
+
+
+@pytest.fixture
+def settings(served, tmp_path, rag_home) -> Settings:
+    reading = write_list(tmp_path / "list.md", ["2203.00130", "2302.07302", "2304.02623"], SOCIAL)
+    return Settings(home=rag_home, list_path=reading, model="hash", **settings_for(served))
+
+
+def test_full_then_noop_then_edit(settings, served, tmp_path):
+    first = Library(settings).build()
+    assert first.published and first.snapshot_id
+    statuses = {r.source.id: r.status for r in first.records}
+    assert statuses["arxiv:2203.00130"] == "ok" and statuses["arxiv:2302.07302"] == "ok"
+    assert [s for s in statuses.values() if s != "ok"] == ["unavailable"]  # the tweet
+    assert first.embedded == len({c for c in Snapshot.open_current(Home(settings.home)).chunk_hashes()})
+    assert first.downloads == 3
+
+    second = Library(settings).build()
+    assert (second.downloads, second.embedded, second.published) == (0, 0, False)
+    assert second.snapshot_id == first.snapshot_id
+
+    # One paper added, one removed: only the new paper's chunks are embedded.
+    write_list(settings.list_path, ["2203.00130", "2302.07302", "2206.10883"], SOCIAL)
+    third = Library(settings).build()
+    snapshot = Snapshot.open_current(Home(settings.home))
+    new_chunks = snapshot.manifest["sources"]["arxiv:2206.10883"]["chunks"]
+    assert third.published and third.embedded == new_chunks > 0
+    assert third.downloads == 1
+    assert "arxiv:2304.02623" not in snapshot.sources
+    changes = {(c.source_id, c.change) for c in third.changes}
+    assert ("arxiv:2206.10883", "added") in changes and ("arxiv:2304.02623", "removed") in changes
+
+
+def test_ask_cites_pages_that_hold_the_text(settings):
+    library = Library(settings)
+    library.build()
+    answer = library.ask("personalized historical context of citations while reading", k=5, summary=None)
+    assert answer.passages[0].citation.source_id == "arxiv:2302.07302"
+    top = answer.passages[0].citation
+    assert top.version == "2302.07302v1" and top.url.startswith("https://arxiv.org/pdf/2302.07302v1#page=")
+    assert top.label.startswith("Chang et al. 2023, p")
+    assert len({p.citation.source_id for p in answer.passages if p.citation.source_id == top.source_id}) <= 2
+
+
+def test_dense_scores_equal_numpy_cosine(settings):
+    library = Library(settings)
+    library.build()
+    snapshot = library.snapshot()
+    vectors = np.load(snapshot.folder / "vectors.npy")
+    query = library.embedder().encode(["medical research papers for consumers"])[0]
+    hits = snapshot.dense.search(query, 10)
+    np.testing.assert_allclose(hits.scores, vectors[hits.rows] @ query, rtol=1e-5, atol=1e-6)
+    assert list(hits.rows) == list(np.argsort(-(vectors @ query), kind="stable")[:10])
+
+
+def test_status_and_unbuilt_messages(settings, rag_home):
+    runner = CliRunner()
+    env = {"RAG_HOME": str(rag_home)}
+    result = runner.invoke(app, ["status"], env=env)
+    assert result.exit_code == 1 and "rag build" in result.output and "Traceback" not in result.output
+    with pytest.raises(IndexMissing):
+        Library(settings).ask("anything")
+    Library(settings).build()
+    result = runner.invoke(app, ["status", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert {s["source"]["id"] for s in status["sources"]} >= {"arxiv:2203.00130", "arxiv:2302.07302"}
+    assert status["model"]["name"] == "hash"
+
+
+def test_model_or_format_mismatch_is_refused(settings):
+    Library(settings).build()
+    snapshot = Snapshot.open_current(Home(settings.home))
+    manifest_path = snapshot.folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"]["fingerprint"] = "some-other-model"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch, match="rag build"):
+        Library(settings).ask("citations")
+    manifest["format"] = 999
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch, match="rag build"):
+        Library(settings).ask("citations")
+
+
+def test_second_build_waits_for_nobody(settings):
+    home = Home(settings.home)
+    with home.build_lock():
+        with pytest.raises(BuildLocked, match="another build"):
+            Library(settings).build()
+
+
+SLOW_BUILD = """
+import os, sys, time
+from pathlib import Path
+import rag.embed as embed
+
+class SlowEmbedder(embed.HashEmbedder):
+    def encode(self, texts, **kw):
+        Path(os.environ["MARKER"]).write_text("embedding")
+        time.sleep(60)
+        return super().encode(texts, **kw)
+
+embed.REGISTRY["slow"] = SlowEmbedder
+from rag.cli import app
+sys.exit(app(["build", "--quiet", "--model", "slow"]))
+"""
+
+
+def test_sigkill_mid_embedding_keeps_last_good_snapshot(settings, served, tmp_path):
+    Library(settings).build()
+    good = Snapshot.open_current(Home(settings.home)).id
+    write_list(settings.list_path, ["2203.00130", "2302.07302", "2304.02623", "2206.10883"], SOCIAL)
+    marker = tmp_path / "marker"
+    env = dict(os.environ, MARKER=str(marker), RAG_LIST_PATH=str(settings.list_path),
+               **{f"RAG_{k.upper()}": str(v) for k, v in settings_for(served).items()})
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_BUILD], env=env, cwd=tmp_path)
+    try:
+        deadline = time.time() + 60
+        while not marker.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), "the build never reached the embedding stage"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    library = Library(settings)
+    assert library.snapshot().id == good
+    assert library.ask("medical papers", summary=None).passages
+    result = CliRunner().invoke(app, ["status"], env={"RAG_HOME": str(settings.home)})
+    assert result.exit_code == 0 and good in result.output
+    after = Library(settings).build()  # the lock died with the killed process
+    assert after.published and after.snapshot_id != good
+    assert "arxiv:2206.10883" in Snapshot.open_current(Home(settings.home)).sources

@@ -1,0 +1,196 @@
+"""The embedding stage with the real bundled model: torch encoder, ONNX export, ONNX encoder, model records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embed import (
+    BUNDLED_NAME,
+    HashEmbedder,
+    ModelInfo,
+    SentenceTransformerEmbedder,
+    TorchFallbackWarning,
+    bundled_model_path,
+    open_embedder,
+    query_embedder_for,
+    recipe_fingerprint,
+)
+from rag.errors import EmbedError, IndexMismatch
+from rag.onnx_export import OnnxEmbedder, export_onnx, export_ready
+from rag.settings import Settings
+from rag.store import Home
+
+pytestmark = pytest.mark.slow
+
+TOPICS = ["grouped-query attention", "rotary position embeddings", "mixture of experts routing", "KV cache size",
+          "instruction tuning", "RLHF reward models", "speculative decoding", "FlashAttention", "LoRA adapters",
+          "tokenizer vocabularies"]
+SENTENCE = ("The model reduces memory bandwidth during decoding by sharing {t} across heads, "
+            "which keeps quality close to the baseline while cutting latency (Table 3, p. 4). ")
+
+
+def varied_texts() -> list[str]:
+    """100 texts: short questions, medium sentences, and long ones near and past the 256-piece limit."""
+    short = [f"how does {t} work?" for t in TOPICS] + [f"{t} vs. dense" for t in TOPICS]
+    short += [f"Why is {t} faster — and does it hurt accuracy?" for t in TOPICS] + ["", "   ", "GQA", "ﬁne-tuning naïve café"]
+    medium = [SENTENCE.format(t=t) * 2 for t in TOPICS] + [f"{t}: {SENTENCE.format(t=t)}".upper() for t in TOPICS]
+    long = [SENTENCE.format(t=t) * n for t in TOPICS for n in (6, 8, 12)]
+    texts = short + medium + long
+    texts += [f"question {i} about {TOPICS[i % 10]} and context windows" for i in range(100 - len(texts))]
+    return texts[:100]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture(scope="module")
+def torch_embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder("")
+
+
+@pytest.fixture(scope="module")
+def reference(torch_embedder) -> tuple[list[str], np.ndarray]:
+    texts = varied_texts()
+    return texts, torch_embedder.encode(texts, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def export_dir(torch_embedder, tmp_path_factory) -> Path:
+    """fp32 first, then int8 added to the same export (the fp32 model is not rewritten)."""
+    folder = tmp_path_factory.mktemp("models") / "bundled"
+    assert export_onnx(torch_embedder, folder) == folder
+    fp32_mtime = (folder / "model.onnx").stat().st_mtime_ns
+    assert export_ready(folder) and not export_ready(folder, "int8")
+    export_onnx(torch_embedder, folder, quantize="int8")
+    assert export_ready(folder, "int8") and (folder / "model.onnx").stat().st_mtime_ns == fp32_mtime
+    return folder
+
+
+def test_torch_vectors_are_unit_length_deterministic_and_in_order(torch_embedder, reference):
+    texts, vectors = reference
+    assert vectors.shape == (100, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    again = torch_embedder.encode(list(reversed(texts[:20])), batch_size=3)
+    np.testing.assert_allclose(again[::-1], vectors[:20], atol=1e-5)
+    assert torch_embedder.encode([]).shape == (0, 384)
+    assert (torch_embedder.name, torch_embedder.dim, torch_embedder.max_tokens) == (BUNDLED_NAME, 384, 256)
+
+
+def test_fingerprint_is_stable_across_processes_and_changes_with_weights(torch_embedder, tmp_path):
+    code = "from rag.embed import recipe_fingerprint, bundled_model_path; print(recipe_fingerprint(bundled_model_path()))"
+    other_process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other_process.stdout.strip() == torch_embedder.fingerprint
+    assert HashEmbedder().fingerprint != torch_embedder.fingerprint
+    copy = tmp_path / "model"
+    for path in bundled_model_path().rglob("*"):
+        if path.is_file():
+            (copy / path.relative_to(bundled_model_path())).parent.mkdir(parents=True, exist_ok=True)
+            (copy / path.relative_to(bundled_model_path())).symlink_to(path)
+    weights = bytearray((copy / "model.safetensors").read_bytes())
+    weights[-1] ^= 1
+    (copy / "model.safetensors").unlink()
+    (copy / "model.safetensors").write_bytes(bytes(weights))
+    assert recipe_fingerprint(copy) != torch_embedder.fingerprint
+
+
+def test_onnx_export_gives_the_torch_vectors(torch_embedder, reference, export_dir):
+    texts, expected = reference
+    onnx = OnnxEmbedder(export_dir)
+    assert max(onnx.count_tokens(texts)) > onnx.max_tokens  # some texts are truncated by both encoders
+    vectors = onnx.encode(texts, batch_size=7)
+    assert cosines(vectors, expected).min() >= 0.9999
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (onnx.fingerprint, onnx.dim, onnx.max_tokens) == (torch_embedder.fingerprint, 384, 256)
+    # encoding truncated a copy of the tokenizer, not the shared one that counts
+    assert onnx.count_tokens(texts) == torch_embedder.count_tokens(texts) == HashEmbedder().count_tokens(texts)
+    assert onnx.encode([]).shape == (0, 384)
+
+
+def test_int8_export_is_close_and_fingerprinted_apart(torch_embedder, reference, export_dir):
+    texts, expected = reference
+    int8 = OnnxEmbedder(export_dir, quantize="int8")
+    assert cosines(int8.encode(texts), expected).mean() >= 0.98
+    assert int8.fingerprint == torch_embedder.fingerprint + "-int8"
+    assert ModelInfo.of(int8).quantize == "int8" and ModelInfo.of(int8).source_fingerprint == torch_embedder.fingerprint
+
+
+def test_onnx_query_path_imports_no_torch(export_dir):
+    code = (
+        "import json, sys; from rag.onnx_export import OnnxEmbedder\n"
+        f"vector = OnnxEmbedder({str(export_dir)!r}).encode(['how does GQA differ from MQA'])[0]\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)\n"
+        "print(json.dumps({'heavy': heavy, 'vector': vector.tolist()}))"
+    )
+    result = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert result["heavy"] == []
+    in_process = OnnxEmbedder(export_dir).encode(["how does GQA differ from MQA"])[0]
+    np.testing.assert_allclose(result["vector"], in_process, atol=1e-6)
+
+
+def test_export_is_reused_not_redone(torch_embedder, export_dir):
+    files = ["model.onnx", "model.int8.onnx", "meta.json", "tokenizer.json"]
+    before = {name: (export_dir / name).stat().st_mtime_ns for name in files}
+    assert export_onnx(torch_embedder, export_dir, quantize="int8") == export_dir
+    assert {name: (export_dir / name).stat().st_mtime_ns for name in files} == before
+    assert [p.name for p in export_dir.parent.iterdir()] == [export_dir.name]  # no staging folder left behind
+    meta = json.loads((export_dir / "meta.json").read_text())
+    assert meta["fingerprint"] == torch_embedder.fingerprint and meta["pooling"] == "mean" and meta["quantize"] == "int8"
+
+
+def test_open_embedder_exports_once_then_queries_with_onnx(torch_embedder, rag_home):
+    settings = Settings(home=rag_home)
+    home = Home(rag_home)
+    built = open_embedder(settings, home, purpose="build")
+    model_dir = home.model_dir(torch_embedder.fingerprint)
+    assert export_ready(model_dir) and built.fingerprint == torch_embedder.fingerprint
+    mtime = (model_dir / "model.onnx").stat().st_mtime_ns
+    assert open_embedder(settings, home, purpose="build").fingerprint == built.fingerprint
+    assert (model_dir / "model.onnx").stat().st_mtime_ns == mtime
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TorchFallbackWarning)  # the export is there: no fallback
+        query = open_embedder(settings, home, purpose="query")
+        info = ModelInfo.from_dict(json.loads(json.dumps(ModelInfo.of(built).to_dict())))
+        matched = query_embedder_for(info, home)
+    assert isinstance(query, OnnxEmbedder) and isinstance(matched, OnnxEmbedder)
+    assert matched.fingerprint == info.fingerprint and info.name == BUNDLED_NAME
+    assert isinstance(open_embedder(settings.with_overrides(model="hash"), home, purpose="query"), HashEmbedder)
+
+
+def test_model_mismatch_is_index_mismatch(torch_embedder, rag_home):
+    home = Home(rag_home)
+    other = dataclasses.replace(ModelInfo.of(torch_embedder), fingerprint="0123456789abcdef-mean-norm")
+    with pytest.warns(TorchFallbackWarning), pytest.raises(IndexMismatch, match="rag build"):
+        query_embedder_for(other, home)  # no export for it here, and the model here has another fingerprint
+    with pytest.raises(IndexMismatch, match="rag build"):
+        query_embedder_for(dataclasses.replace(ModelInfo.of(HashEmbedder()), dim=256), home)
+    with pytest.raises(IndexMismatch, match="rag build"):
+        ModelInfo.from_dict({"name": BUNDLED_NAME})
+    with pytest.raises(IndexMismatch, match="rag build"):
+        query_embedder_for(dataclasses.replace(ModelInfo.of(torch_embedder), quantize="int8"), home)
+
+
+def test_unloadable_model_is_a_clear_embed_error_without_network(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    code = (
+        "from rag.embed import SentenceTransformerEmbedder\n"
+        "from rag.errors import EmbedError\n"
+        "try:\n    SentenceTransformerEmbedder('no-such-org/no-such-model')\n"
+        "except EmbedError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert "no-such-org/no-such-model" in result.stdout and "RAG_MODEL" in result.stdout
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("hello")
+    with pytest.raises(EmbedError, match="not-a-model.*RAG_MODEL"):
+        SentenceTransformerEmbedder(str(not_a_model))
