@@ -171,8 +171,10 @@ def pooling_mode(folder: Path) -> str:
             config = json.loads(config_path.read_text("utf-8")) if config_path.is_file() else {}
             if "pooling_mode" in config:  # sentence-transformers >= 5 writes the mode by name
                 return str(config["pooling_mode"])
-            modes = [key[len("pooling_mode_") :] for key, on in config.items() if key.startswith("pooling_mode_") and on]
-            return {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}.get(modes[0], modes[0]) if modes else "mean"
+            modes = [key.removeprefix("pooling_mode_") for key, on in config.items()
+                     if key.startswith("pooling_mode_") and on]
+            names = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}
+            return names.get(modes[0], modes[0]) if modes else "mean"
     return "mean"
 
 
@@ -214,7 +216,8 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         # sentence-transformers sorts by length before batching and restores the order itself
         vectors = self.model.encode(
-            list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True
+            list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True,
+            convert_to_numpy=True,
         )
         return np.asarray(vectors, dtype=np.float32)
 
@@ -261,8 +264,9 @@ Purpose = Literal["build", "query"]
 # Encoders chosen by a reserved RAG_MODEL value instead of a model folder; tests register fakes here.
 REGISTRY: dict[str, Callable[[], Embedder]] = {HASH_MODEL: HashEmbedder}
 
-# Measured on the 2-core dev machine (scripts/bench.py embed): the fp32 ONNX export encodes faster than
-# torch with the same vectors (cosine >= 0.9999), so building encodes with it too.
+# Measured on the 2-core dev machine (scripts/bench.py --only embed): the fp32 ONNX export encodes as fast as
+# torch (7.0 vs 7.2 chunks/s, 10.3 vs 10.5 on a busy machine) with the same vectors (cosine 1.0000), so building
+# encodes with it too: a rebuild then never imports torch, and index and query vectors come from one encoder.
 BUILD_WITH_ONNX = True
 
 
@@ -293,7 +297,8 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
         if settings.onnx and export_ready(export_dir, settings.quantize):
             return OnnxEmbedder(export_dir, quantize=settings.quantize)
         if settings.quantize == "int8":
-            raise EmbedError(f"no int8 ONNX export of {settings.model or BUNDLED_NAME} in {export_dir}; run `rag build`")
+            model = settings.model or BUNDLED_NAME
+            raise EmbedError(f"no int8 ONNX export of {model} in {export_dir}; run `rag build` with RAG_QUANTIZE=int8")
         if settings.onnx:
             _warn_fallback(export_dir)
         return SentenceTransformerEmbedder(settings.model)

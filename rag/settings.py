@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     per_paper: int = Field(2, description="At most this many passages from one source.")
     include_references: bool = Field(False, description="Let reference-list chunks be retrieved.")
     candidates: int = Field(100, description="Candidates taken from each retriever before fusion.")
-    lexical_weight: float = Field(0.3, description="Weight of z-scored BM25 in fusion (dense gets the rest).")
+    # 0.4: best on SciFact train over the chunked index (nDCG@10 0.734; 0.3 gives 0.731, flat from 0.35 to 0.5)
+    lexical_weight: float = Field(0.4, description="Weight of z-scored BM25 in fusion (dense gets the rest).")
     fusion: Literal["zscore", "rrf"] = Field(
         "zscore", description="How dense and BM25 candidates combine: per-query z-scored scores, or reciprocal rank."
     )

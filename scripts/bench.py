@@ -73,7 +73,8 @@ def bench_embed(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         folder = export_onnx(torch_embedder, Path(tmp) / "model", quantize="int8")
         print(f"export (fp32 + int8): {time.perf_counter() - start:.1f} s")
-        encoders = {"torch": torch_embedder, "onnx-fp32": OnnxEmbedder(folder), "onnx-int8": OnnxEmbedder(folder, quantize="int8")}
+        encoders = {"torch": torch_embedder, "onnx-fp32": OnnxEmbedder(folder),
+                    "onnx-int8": OnnxEmbedder(folder, quantize="int8")}
         seconds = dict.fromkeys(encoders, 0.0)
         vectors = {}
         for _ in range(args.repeat):  # interleaved rounds, so a busy machine slows every path alike
@@ -86,7 +87,8 @@ def bench_embed(args: argparse.Namespace) -> None:
             print(f"{name:10s} {len(texts) * args.repeat / seconds[name]:7.1f} chunks/s   "
                   f"cosine to torch: mean {cosine.mean():.5f}, min {cosine.min():.5f}")
         probe = ("import time; t = time.perf_counter(); from rag.onnx_export import OnnxEmbedder; "
-                 f"OnnxEmbedder({str(folder)!r}).encode(['how does GQA differ from MQA']); print(time.perf_counter() - t)")
+                 f"OnnxEmbedder({str(folder)!r}).encode(['how does GQA differ from MQA']); "
+                 "print(time.perf_counter() - t)")
         cold = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
         print(f"cold process, ONNX import + load + one query: {float(cold):.2f} s")
 
@@ -96,6 +98,13 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "embed": bench_embed,
 }
 
+# Sections kept in their own modules beside this script (scripts/ is on sys.path when it runs).
+from bench_ask import bench_ask  # noqa: E402
+from bench_build import bench_build  # noqa: E402
+from bench_faiss import bench_faiss  # noqa: E402
+
+SECTIONS.update({"ask": bench_ask, "build": bench_build, "faiss": bench_faiss})
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -103,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="Repetitions for the fast measurements.")
     parser.add_argument("--embed-n", type=int, default=2000, help="SciFact passages the embed section encodes.")
     parser.add_argument("--embed-batch", type=int, default=64, help="Batch size of the embed section.")
+    parser.add_argument("--quick", action="store_true", help="Small sizes, few repeats: a smoke check of each section.")
+    parser.add_argument("--build-rounds", type=int, default=2, help="Full builds (each in a fresh home) of the build section.")
+    parser.add_argument("--hnsw-budget", type=float, default=150.0,
+                        help="faiss section: seconds an HNSW build may take before it is stopped and extrapolated (0: no limit).")
     args = parser.parse_args(argv)
     for name in args.only or list(SECTIONS):
         print(f"== {name}")

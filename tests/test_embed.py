@@ -24,7 +24,7 @@ from rag.embed import (
     query_embedder_for,
     recipe_fingerprint,
 )
-from rag.errors import EmbedError, IndexMismatch
+from rag.errors import EmbedError, IndexMismatch, SettingsError
 from rag.onnx_export import OnnxEmbedder, export_onnx, export_ready
 from rag.settings import Settings
 from rag.store import Home
@@ -41,7 +41,8 @@ SENTENCE = ("The model reduces memory bandwidth during decoding by sharing {t} a
 def varied_texts() -> list[str]:
     """100 texts: short questions, medium sentences, and long ones near and past the 256-piece limit."""
     short = [f"how does {t} work?" for t in TOPICS] + [f"{t} vs. dense" for t in TOPICS]
-    short += [f"Why is {t} faster — and does it hurt accuracy?" for t in TOPICS] + ["", "   ", "GQA", "ﬁne-tuning naïve café"]
+    short += [f"Why is {t} faster — and does it hurt accuracy?" for t in TOPICS]
+    short += ["", "   ", "GQA", "ﬁne-tuning naïve café"]
     medium = [SENTENCE.format(t=t) * 2 for t in TOPICS] + [f"{t}: {SENTENCE.format(t=t)}".upper() for t in TOPICS]
     long = [SENTENCE.format(t=t) * n for t in TOPICS for n in (6, 8, 12)]
     texts = short + medium + long
@@ -87,7 +88,7 @@ def test_torch_vectors_are_unit_length_deterministic_and_in_order(torch_embedder
 
 
 def test_fingerprint_is_stable_across_processes_and_changes_with_weights(torch_embedder, tmp_path):
-    code = "from rag.embed import recipe_fingerprint, bundled_model_path; print(recipe_fingerprint(bundled_model_path()))"
+    code = "from rag.embed import recipe_fingerprint as f, bundled_model_path as b; print(f(b()))"
     other_process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other_process.stdout.strip() == torch_embedder.fingerprint
     assert HashEmbedder().fingerprint != torch_embedder.fingerprint
@@ -143,8 +144,10 @@ def test_export_is_reused_not_redone(torch_embedder, export_dir):
     assert export_onnx(torch_embedder, export_dir, quantize="int8") == export_dir
     assert {name: (export_dir / name).stat().st_mtime_ns for name in files} == before
     assert [p.name for p in export_dir.parent.iterdir()] == [export_dir.name]  # no staging folder left behind
+    assert sorted(p.name for p in export_dir.iterdir()) == sorted(files)  # nor temp files inside
     meta = json.loads((export_dir / "meta.json").read_text())
-    assert meta["fingerprint"] == torch_embedder.fingerprint and meta["pooling"] == "mean" and meta["quantize"] == "int8"
+    assert meta["fingerprint"] == torch_embedder.fingerprint
+    assert (meta["pooling"], meta["normalize"], meta["quantize"]) == ("mean", True, "int8")
 
 
 def test_open_embedder_exports_once_then_queries_with_onnx(torch_embedder, rag_home):
@@ -164,6 +167,8 @@ def test_open_embedder_exports_once_then_queries_with_onnx(torch_embedder, rag_h
     assert isinstance(query, OnnxEmbedder) and isinstance(matched, OnnxEmbedder)
     assert matched.fingerprint == info.fingerprint and info.name == BUNDLED_NAME
     assert isinstance(open_embedder(settings.with_overrides(model="hash"), home, purpose="query"), HashEmbedder)
+    with pytest.raises(SettingsError, match="RAG_ONNX"):
+        open_embedder(settings.with_overrides(quantize="int8", onnx=False), home, purpose="build")
 
 
 def test_model_mismatch_is_index_mismatch(torch_embedder, rag_home):
@@ -187,7 +192,8 @@ def test_unloadable_model_is_a_clear_embed_error_without_network(tmp_path):
         "try:\n    SentenceTransformerEmbedder('no-such-org/no-such-model')\n"
         "except EmbedError as exc:\n    print(exc)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                            check=True)
     assert "no-such-org/no-such-model" in result.stdout and "RAG_MODEL" in result.stdout
     not_a_model = tmp_path / "not-a-model"
     not_a_model.mkdir()

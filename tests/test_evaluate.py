@@ -296,14 +296,14 @@ def _build_pdfs(real_pdfs, tmp_path, names, *, gate=None):
 
 def _gold_file(tmp_path, ids) -> "Path":
     lines = [
-        {"question": "CiteSee: augmenting citations in scientific papers with personalized historical context",
-         "expect": [{"source": ids["citesee"], "pages": [1]}]},
+        {"question": "inline citations help researchers contextualize the current article and discover prior work",
+         "expect": [{"source": ids["citesee"], "pages": [1]}]},  # the abstract's own words, page 1
         {"question": "PaperMage, a unified toolkit for processing visually-rich scientific documents",
          "expect": [{"source": ids["papermage"], "pages": [1, 2]}]},
         {"question": "designing AI support for real-world expository writing tasks beyond summarization",
          "expect": [{"source": ids["writing"]}]},
-        {"question": "CiteSee personalized historical context for inline citations",
-         "expect": [{"source": ids["citesee"], "pages": [14, 15]}]},  # deliberately the wrong pages
+        {"question": "CiteSee: augmenting citations in scientific papers with personalized historical context",
+         "expect": [{"source": ids["citesee"], "pages": [40]}]},  # deliberately a page the paper lacks
         {"question": "a paper this index does not hold", "expect": [{"source": "arxiv:2305.13245"}]},
     ]
     path = tmp_path / "gold.jsonl"
