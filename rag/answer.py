@@ -158,12 +158,21 @@ def _candidates(passages: Sequence[Passage]) -> list[_Candidate]:
         if passage.chunk.is_references:
             continue
         for position, text in enumerate(split_sentences(passage.text)):
+            text = _without_heading(text, passage.chunk.section)
             key = text.lower()
             if key in seen or is_junk(text):
                 continue
             seen.add(key)
             found.append(_Candidate(rank, position, text, content_terms(text)))
     return found
+
+
+def _without_heading(sentence: str, section: str) -> str:
+    """Drop the section heading the extractor left at the start of a chunk ("3 Design of X X is ...")."""
+    section = normalize_space(section)
+    if section and sentence.startswith(section + " ") and len(sentence) > len(section) + 20:
+        return sentence[len(section) + 1 :]
+    return sentence
 
 
 def _relevance(query: str, candidates: list[_Candidate], embedder) -> tuple[np.ndarray, np.ndarray]:

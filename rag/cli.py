@@ -118,7 +118,7 @@ def ask_command(
 ) -> None:
     """Answer a question with cited passages from the index."""
     from rag.library import Library
-    from rag.reports import ask_output
+    from rag.render import ask_output
 
     library = Library(settings_from(home=home))
     stream = llm and not as_json and sys.stdout.isatty()

@@ -177,7 +177,10 @@ def summary_text(answer: Answer) -> str:
         return ""
     from rag.answer import format_summary
 
-    return format_summary(answer.summary)
+    method = "extractive" if answer.summary.method == "extractive" else "LLM, citations checked"
+    paragraphs = format_summary(answer.summary).split("\n")
+    body = [textwrap.fill(p, width=100, initial_indent="  ", subsequent_indent="  ") for p in paragraphs]
+    return f"Answer ({method})\n" + "\n".join(body) + "\n\nPassages"
 
 
 def ask_output(answer: Answer, library, *, as_json: bool, explain: bool, bib: bool, color: bool,
