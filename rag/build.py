@@ -43,6 +43,11 @@ class BuildReport:
     timings: dict[str, float] = field(default_factory=dict)
     list_warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    nothing_fetched: bool = False  # no source could be fetched (network down?): the nightly job should alarm
+
+    @property
+    def succeeded(self) -> bool:
+        return self.snapshot_id is not None and not self.nothing_fetched
 
     @property
     def failed(self) -> tuple[SourceRecord, ...]:
@@ -101,6 +106,14 @@ def _fetch(sources, settings, home, progress):
 def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -> BuildReport:
     from rag.embed import open_embedder
 
+    previous = _previous(home)
+    if fetch_report.nothing_fetched and previous is not None and previous.manifest["counts"].get("ok", 0) > 0:
+        note = (f"no source could be fetched (no network?); snapshot {previous.id} keeps serving. "
+                "Run `rag build` again when online, or use --offline to build from the cache.")
+        records = tuple(previous.sources.values())
+        return BuildReport(previous.id, False, (), records, previous.size, 0, 0, fetch_report.downloads,
+                           clock.timings, warnings, (note,), nothing_fetched=True)
+
     with clock.stage("model"):
         embedder = open_embedder(settings, home, purpose="build")
     documents, records = [], []
@@ -116,12 +129,16 @@ def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -
     with clock.stage("embed"):
         vectors, embedded = _embed(chunks, embedder, home, settings, progress)
     manifest = _manifest(settings, embedder, records, len(chunks))
-    previous = _previous(home)
     changes = _changes(previous, records)
+    notes = ()
+    if fetch_report.nothing_fetched:
+        notes = ("no source could be fetched (no network?): the index holds only the list's own titles and "
+                 "descriptions. Run `rag build` again when online, or point RAG_PDF_DIRS at a folder of the PDFs.",)
     if previous is not None and _same_content(previous, manifest, chunks):
         return BuildReport(previous.id, False, changes, tuple(records), len(chunks), embedded,
                            len(chunks) - embedded, fetch_report.downloads, clock.timings, warnings,
-                           ("nothing changed: the published snapshot is up to date",))
+                           ("nothing changed: the published snapshot is up to date", *notes),
+                           nothing_fetched=fetch_report.nothing_fetched)
     with clock.stage("index"):
         from rag.query import mine_acronyms
 
@@ -130,7 +147,8 @@ def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -
         snapshot_id = write_snapshot(home, data, exact_max=settings.exact_max, keep=settings.keep_snapshots,
                                      gate=gate)
     return BuildReport(snapshot_id, True, changes, tuple(records), len(chunks), embedded, len(chunks) - embedded,
-                       fetch_report.downloads, clock.timings, warnings)
+                       fetch_report.downloads, clock.timings, warnings, notes,
+                       nothing_fetched=fetch_report.nothing_fetched)
 
 
 def _document(result: Fetched, home: Home) -> tuple[Document, SourceRecord]:
@@ -248,8 +266,14 @@ def _previous(home: Home) -> Snapshot | None:
 
 
 def _same_content(previous: Snapshot, manifest: dict, chunks: list[Chunk]) -> bool:
-    keys = ("model", "chunker", "extractor", "sources")
+    keys = ("model", "chunker", "extractor")
     if any(previous.manifest.get(k) != manifest.get(k) for k in keys):
+        return False
+
+    def settled(sources: dict) -> dict:  # reasons change wording from run to run; statuses and versions matter
+        return {sid: (s["status"], s["version"], s["pages"], s["chunks"]) for sid, s in sources.items()}
+
+    if settled(previous.manifest.get("sources", {})) != settled(manifest["sources"]):
         return False
     return previous.chunk_hashes() == [c.hash for c in chunks]
 

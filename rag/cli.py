@@ -84,7 +84,7 @@ def build_command(
     with Bars(enabled=not quiet and not as_json and sys.stderr.isatty()) as bars:
         report = Library(settings).build(progress=bars.update, gate=gate)
     typer.echo(build_report_json(report) if as_json else build_report_text(report))
-    if report.snapshot_id is None:
+    if not report.succeeded:
         raise typer.Exit(1)
 
 

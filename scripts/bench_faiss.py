@@ -22,7 +22,7 @@ DIM = 384
 POINTS_PER_CLUSTER = 10  # the calibrated density: 1,000 clusters at 10k; a bigger corpus has more topics
 QUERIES = 200
 K = 10
-NPROBES = (4, 8, 16, 32, 64, 128)
+NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Mixture:

@@ -193,3 +193,27 @@ def test_sigkill_mid_embedding_keeps_last_good_snapshot(settings, served, tmp_pa
     after = Library(settings).build()  # the lock died with the killed process
     assert after.published and after.snapshot_id != good
     assert "arxiv:2206.10883" in Snapshot.open_current(Home(settings.home)).sources
+
+
+def test_network_down_rebuild_keeps_serving_from_cache(settings, served):
+    first = Library(settings).build()
+    served.close()  # arXiv is gone; metadata is stale at once
+    down = settings.with_overrides(metadata_ttl_hours=0.0)
+    again = Library(down).build()
+    assert again.succeeded and not again.published and again.snapshot_id == first.snapshot_id
+    assert {r.source.id: r.status for r in again.records}["arxiv:2302.07302"] == "ok"
+
+
+def test_nothing_fetchable_on_a_fresh_home_publishes_the_list_itself(settings, served):
+    served.close()
+    report = Library(settings).build()
+    assert report.published and report.nothing_fetched and not report.succeeded
+    assert any("no source could be fetched" in note for note in report.notes)
+    answer = Library(settings).ask("Paper Plain medical research papers", summary=None)
+    assert answer.passages[0].citation.source_id == "arxiv:2203.00130"  # found by the list's own title
+    result = CliRunner().invoke(app, ["build", "--quiet"], env={"RAG_HOME": str(settings.home),
+                                                                "RAG_LIST_PATH": str(settings.list_path),
+                                                                "RAG_MODEL": "hash",
+                                                                "RAG_ARXIV_API_URL": settings.arxiv_api_url,
+                                                                "RAG_WALLED_TIMEOUT": "0.5"})
+    assert result.exit_code == 1 and "no source could be fetched" in result.output

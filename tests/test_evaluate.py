@@ -236,21 +236,21 @@ def test_rag_eval_beir_scifact_slice_real_model(scifact_dir, tmp_path, rag_home)
     from rag.beir import beir_slice
     from rag.cli import app
 
-    data = beir_slice(load_beir(scifact_dir, "test"), queries=16, others=100)
+    data = beir_slice(load_beir(scifact_dir, "test"), queries=12, others=60)
     folder = tmp_path / "scifact-slice"
     _write_slice(data, folder)
     runner = CliRunner()
     result = runner.invoke(app, ["eval", "--beir", str(folder), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert (report["queries"], report["documents"]) == (16, len(data.corpus))
+    assert (report["queries"], report["documents"]) == (12, len(data.corpus))
     assert report["chunks"] >= report["documents"] and not report["reused"]
     rows = report["rows"]
     assert set(rows) == {"bm25", "dense", "hybrid"}
     for m in rows.values():
         assert 0.0 <= m["ndcg10"] <= 1.0 and m["recall10"] <= m["recall100"] <= 1.0
-    # sane ranges for a real model on an easy slice (~120 documents): retrieval clearly works,
-    # and fusion is not worse than its better half by more than noise
+    # sane ranges for a real model on an easy slice (~75 documents: small, as encoding runs at ~10 chunks/s on
+    # 2 cores): retrieval works, and fusion is not worse than its better half by more than noise
     assert rows["bm25"]["ndcg10"] > 0.5 and rows["dense"]["ndcg10"] > 0.5
     assert rows["hybrid"]["ndcg10"] >= max(rows["bm25"]["ndcg10"], rows["dense"]["ndcg10"]) - 0.08
     assert rows["hybrid"]["recall100"] >= 0.9
