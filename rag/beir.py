@@ -89,7 +89,7 @@ def beir_snapshot(data: BeirData, embedder, settings, *, title: TitleMode = "sen
 
 
 def _build(corpus, embedder, settings, home: Home, *, max_tokens: int, title: TitleMode, progress) -> None:
-    from rag.build import _embed  # the build's own cached embedding step (vectors keyed by chunk hash)
+    from rag.build import embed_chunks  # the build's own cached embedding step (vectors keyed by chunk hash)
     from rag.chunk import CHUNKER_VERSION, chunk_document
     from rag.embed import ModelInfo
     from rag.snapshot import SnapshotData, SourceRecord, write_snapshot
@@ -104,7 +104,7 @@ def _build(corpus, embedder, settings, home: Home, *, max_tokens: int, title: Ti
         if progress and (i % 500 == 0 or i == len(corpus)):
             progress("chunk", i, len(corpus))
     shared = Home(home.root.parent)  # <RAG_HOME>/eval: one embedding cache for every recipe of a model
-    vectors, _embedded = _embed(chunks, embedder, shared, settings, progress)
+    vectors, _embedded = embed_chunks(chunks, embedder, shared, settings, progress)
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": ModelInfo.of(embedder).to_dict(),

@@ -127,7 +127,7 @@ def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -
     with clock.stage("chunk"):
         chunks, records = _chunk_all(documents, records, embedder, settings, home, progress)
     with clock.stage("embed"):
-        vectors, embedded = _embed(chunks, embedder, home, settings, progress)
+        vectors, embedded = embed_chunks(chunks, embedder, home, settings, progress)
     manifest = _manifest(settings, embedder, records, len(chunks))
     changes = _changes(previous, records)
     notes = ()
@@ -215,7 +215,7 @@ def _chunk_all(documents, records, embedder, settings, home, progress):
     return chunks, out_records
 
 
-def _embed(chunks, embedder, home, settings, progress) -> tuple[np.ndarray, int]:
+def embed_chunks(chunks, embedder, home, settings, progress=None) -> tuple[np.ndarray, int]:
     """Vectors for every chunk: cached ones reused, the rest encoded in batches and cached."""
     cache = home.embedding_cache(embedder.fingerprint)
     try:

@@ -349,14 +349,18 @@ def gate_check(candidate, current, margin: float) -> GateResult:
     return GateResult(False, drops, f"gold metrics fell by more than {margin:.2f}: {worse}")
 
 
-def gold_gate(settings, gold_path: Path, margin: float):
-    """A `write_snapshot(gate=...)` callable: score the new snapshot and the published one; GateFailed if worse."""
+def gold_gate(gold_path: Path, settings, margin: float | None = None):
+    """A `write_snapshot(gate=...)` callable: score the new snapshot and the published one; GateFailed if worse.
+
+    `margin` defaults to `settings.gate_margin` (RAG_GATE_MARGIN).
+    """
     from rag.errors import GateFailed, IndexMissing
     from rag.snapshot import Snapshot
     from rag.store import Home
 
     load_gold(gold_path)  # a broken gold file fails before any snapshot is written, not after
     home = Home(settings.home)
+    margin = settings.gate_margin if margin is None else margin
 
     def gate(candidate_snapshot) -> None:
         try:

@@ -154,7 +154,7 @@ def ivf_rows(x: np.ndarray, queries, lat_queries, truth) -> tuple[Row, str]:
     if chosen is None:
         chosen = Row(f"IVF-Flat nlist={nlist} nprobe={NPROBES[-1]}", build_s, p50, p95, recall,
                      "recall 0.95 not reached")
-    return chosen, f"           IVF nprobe sweep (recall@10 / p50): " + " | ".join(sweep)
+    return chosen, "           IVF nprobe sweep (recall@10 / p50): " + " | ".join(sweep)
 
 
 def bench_faiss(args: argparse.Namespace) -> None:

@@ -341,12 +341,31 @@ def test_gold_gate_refuses_a_worse_index_and_keeps_the_published_one(real_pdfs, 
     published = current_id(home)
     # a list that lost PaperMage scores lower on the gold questions: not published
     worse, _, build_worse = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing"],
-                                        gate=gold_gate(settings, gold, 0.05))
+                                        gate=gold_gate(gold, settings, 0.05))
     with pytest.raises(GateFailed, match=r"hit@1 0\.800 -> 0\.600"):
         build_worse()
     assert current_id(home) == published
     # one more paper, nothing lost: within the margin, published
     _, _, build_more = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage", "tables"],
-                                   gate=gold_gate(settings, gold, 0.05))
+                                   gate=gold_gate(gold, settings, 0.05))
     build_more()
     assert current_id(home) != published
+
+
+def test_rag_build_gate_flag_uses_the_gold_file(real_pdfs, tmp_path, rag_home):
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+    from rag.snapshot import current_id
+    from rag.store import Home
+
+    settings, ids, run_build = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage"])
+    run_build()
+    published = current_id(Home(settings.home))
+    smaller = tmp_path / "smaller.md"
+    smaller.write_text("## Papers\n\n" + "".join(f"- [{n}]({real_pdfs / PDFS[n]})\n" for n in ["citesee", "writing"]))
+    result = CliRunner().invoke(app, ["build", "--list", str(smaller), "--gate", str(_gold_file(tmp_path, ids)),
+                                      "--offline", "-q"], env={"RAG_MODEL": "hash"})
+    assert result.exit_code == 1, result.output
+    assert "hit@1 0.800 -> 0.600" in result.output
+    assert current_id(Home(settings.home)) == published
