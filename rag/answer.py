@@ -158,9 +158,12 @@ def _candidates(passages: Sequence[Passage]) -> list[_Candidate]:
         if passage.chunk.is_references:
             continue
         for position, text in enumerate(split_sentences(passage.text)):
-            text = _without_heading(text, passage.chunk.section)
+            stripped = _without_heading(text, passage.chunk.section)
+            # after a heading, a lower-case start is the paper's style ("papermage is ..."), not a cut fragment
+            junk = is_junk(stripped[:1].upper() + stripped[1:]) if stripped != text else is_junk(text)
+            text = stripped
             key = text.lower()
-            if key in seen or is_junk(text):
+            if key in seen or junk:
                 continue
             seen.add(key)
             found.append(_Candidate(rank, position, text, content_terms(text)))

@@ -353,3 +353,22 @@ def fetch_command(
         typer.echo(_fetch_summary(report))
     if report.nothing_fetched:
         raise typer.Exit(1)
+
+
+@app.command("config")
+@clean_errors
+def config_command(as_json: JsonOpt = False) -> None:
+    """Every setting: its RAG_* variable, the value in force here, and what it does."""
+    import json
+
+    from rag.settings import Settings
+
+    settings = Settings()
+    rows = [(f"RAG_{name.upper()}", getattr(settings, name), field.description or "")
+            for name, field in Settings.model_fields.items()]
+    if as_json:
+        typer.echo(json.dumps({env: str(value) for env, value, _ in rows}, indent=1))
+        return
+    for env, value, description in rows:
+        shown = "***" if env == "RAG_LLM_API_KEY" and value else value
+        typer.echo(f"{env:<22} {str(shown):<40} {description}")

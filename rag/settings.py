@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     retries: int = Field(4, description="Retries on 429/5xx/timeouts, with exponential backoff.")
     backoff: float = Field(2.0, description="First backoff delay in seconds; doubles on each retry.")
     max_bytes: int = Field(100_000_000, description="Largest response accepted, in bytes.")
-    user_agent: str = Field("rag/0.1 (local reading-list retrieval; +https://github.com/)", description="HTTP User-Agent.")
+    user_agent: str = Field("rag/0.1 (local reading-list retrieval assistant)", description="HTTP User-Agent.")
     metadata_ttl_hours: float = Field(24.0, description="Re-check arXiv metadata at most this often.")
     offline: bool = Field(False, description="Use only what is cached; touch no network.")
     pdf_dirs: Annotated[tuple[Path, ...], NoDecode] = Field(

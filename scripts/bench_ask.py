@@ -81,7 +81,7 @@ def cold(home: Path, snapshot, question: str, runs: int) -> None:
     print(f"  ratio ask --passages-only / ST script:      {median(seconds['ask --passages-only']) / st:.3f}")
     top = " ".join(outputs["sentence-transformers script"].split())[:80]
     agrees = top[:60] in " ".join(outputs["ask --passages-only"].split())
-    print(f"  the ST script's top passage is among ask's passages: {'yes' if agrees else 'NO'}")
+    print(f"  the ST script's dense top-1 is among ask's fused top passages: {'yes' if agrees else 'no'}")
 
 
 def warm(home: Path, questions: list[str]) -> None:
