@@ -158,4 +158,4 @@ class LexicalIndex:
     def load(cls, folder: Path) -> "LexicalIndex":
         import bm25s
 
-        return cls(bm25s.BM25.load(str(folder), mmap=False))
+        return cls(bm25s.BM25.load(str(folder), mmap=True))

@@ -186,7 +186,6 @@ class OnnxEmbedder:
     """The exported model on onnxruntime: same protocol as the torch encoder, a fraction of its start-up time."""
 
     def __init__(self, folder: Path, *, quantize: Quantize = "none"):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.folder = Path(folder)
@@ -202,11 +201,21 @@ class OnnxEmbedder:
         self._counter = load_tokenizer(self.folder, self.max_tokens)  # shared, untruncated: for count_tokens
         self._tokenizer = Tokenizer.from_str(self._counter.to_str())  # our own copy, truncating like the encoder
         self._tokenizer.enable_truncation(max_length=self.max_tokens)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = _cpu_count()
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._model = model
+        self._session_cache = None
+
+    @property
+    def _session(self):
+        """The onnxruntime session, created on first encode: a no-op rebuild that encodes nothing never pays for it."""
+        if self._session_cache is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = _cpu_count()
+            options.inter_op_num_threads = 1
+            self._session_cache = ort.InferenceSession(str(self._model), options, providers=["CPUExecutionProvider"])
+        return self._session_cache
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._counter.encode_batch(list(texts))]

@@ -18,6 +18,7 @@ import json
 import shutil
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,27 @@ def prune(home: Home, *, keep: int) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+class _Records(Mapping):
+    """Source records by id, parsed on first access: a question touches a handful, not the whole list."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+        self._raw = dict(db.execute("SELECT id, record FROM sources"))
+        self._parsed: dict[str, SourceRecord] = {}
+
+    def __getitem__(self, source_id: str) -> SourceRecord:
+        record = self._parsed.get(source_id)
+        if record is None:
+            record = self._parsed[source_id] = from_jsonable(SourceRecord, json.loads(self._raw[source_id]))
+        return record
+
+    def __iter__(self):
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 class Snapshot:
     """A published snapshot opened read-only: manifest, both indexes, chunk rows and source records."""
 
@@ -153,10 +175,7 @@ class Snapshot:
         self._db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1", uri=True,
                                    check_same_thread=False)
         rows = self._db.execute("SELECT source_id, is_references FROM chunks ORDER BY row").fetchall()
-        self.sources = {
-            sid: from_jsonable(SourceRecord, json.loads(rec))
-            for sid, rec in self._db.execute("SELECT id, record FROM sources")
-        }
+        self.sources = _Records(self._db)
         self.source_ids = sorted(self.sources)
         index_of = {sid: i for i, sid in enumerate(self.source_ids)}
         self.row_source = np.array([index_of[sid] for sid, _ in rows], dtype=np.int32)

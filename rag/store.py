@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -86,12 +87,18 @@ def to_jsonable(obj):
 
 def from_jsonable(cls, data):
     """Rebuild a dataclass (nested dataclasses and tuples included) from `to_jsonable` output."""
-    hints = typing.get_type_hints(cls)
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data[f.name])
+    for name, hint in _field_hints(cls):
+        if name in data:
+            kwargs[name] = _coerce(hint, data[name])
     return cls(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_hints(cls) -> tuple[tuple[str, object], ...]:
+    """(field name, resolved type) per field; resolving string annotations is slow, so once per class."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
 
 
 def _coerce(hint, value):
