@@ -251,7 +251,7 @@ class _StreamingEncoder:
         self.vectors: dict[str, np.ndarray] = {}
         self.pending: dict[str, str] = {}  # hash -> text, waiting for a full group
         self.embedded, self.seen_missing, self.seconds = 0, 0, 0.0
-        self.group = max(settings.batch_size * 4, 64)
+        self.group = max(settings.batch_size * 8, 64)  # big enough that length-sorting within a group pays
 
     def add(self, chunks: list[Chunk]) -> None:
         new = [c for c in dict((c.hash, c) for c in chunks).values()
