@@ -193,6 +193,10 @@ def ask_output(answer: Answer, library, *, as_json: bool, explain: bool, bib: bo
     parts = []
     if explain:
         parts.append(explain_text(answer) + "\n")
+    streamed = streamed and answer.summary is not None and answer.summary.method == "llm"  # else: fell back
+    if streamed:  # the LLM's words already went to the terminal; say what the citation check found
+        notice = answer.summary.notice if answer.summary is not None else ""
+        parts.append(f"\n\nNote: {notice}\n" if notice else "\n")
     parts.append(answer_text(answer, color=color, summary_text="" if streamed else summary_text(answer)))
     if bib and answer.passages:
         from rag.cite import bibtex
