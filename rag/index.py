@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 
 # Below this many vectors exact inner-product search answers in a few ms (measured: ~1,100 queries/s at 10k,
-# ~67/s at 100k on 2 cores); above it HNSW (M=32, efSearch=128) keeps recall@10 >= 0.95 at a fraction of the
-# cost. Overridable with RAG_EXACT_MAX.
+# ~67/s at 100k on 2 cores); above it HNSW answers in about a millisecond. Overridable with RAG_EXACT_MAX.
 EXACT_MAX = 50_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 128  # the starting point; `DenseIndex.tune` raises it until recall@10 reaches RECALL_TARGET
+EF_SEARCH_STEPS = (64, 128, 256, 512, 1024, 2048)
+RECALL_TARGET = 0.95
 # A filter allowing at most this many rows is answered by exact scoring of those rows, even over HNSW.
 SUBSET_EXACT_MAX = 20_000
 EMPTY_TOKEN = "\x00"
@@ -49,6 +50,7 @@ class DenseIndex:
     def __init__(self, index, vectors: np.ndarray):
         self.faiss = index
         self.vectors = vectors  # (n, dim) float32, possibly a read-only memmap; for candidate scoring
+        self.recall = 1.0  # recall@10 against exact search: measured by `tune` for HNSW
 
     @property
     def kind(self) -> str:
@@ -71,7 +73,36 @@ class DenseIndex:
             index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             index.hnsw.efSearch = HNSW_EF_SEARCH
         index.add(vectors)
-        return cls(index, vectors)
+        dense = cls(index, vectors)
+        if dense.kind == "hnsw":
+            dense.tune()
+        return dense
+
+    def tune(self, *, target: float = RECALL_TARGET, sample: int = 200, seed: int = 0) -> tuple[int, float]:
+        """Pick the smallest efSearch whose recall@10 against exact search reaches `target`; returns (ef, recall).
+
+        Queries are midpoints of random pairs of the corpus's own vectors (a question usually sits between
+        passages, not on one); the exact top 10 comes from one batched flat scan. The recall it measured is
+        kept in `self.recall` and recorded in the manifest.
+        """
+        import faiss
+
+        rng = np.random.default_rng(seed)
+        pairs = rng.integers(0, self.size, size=(sample, 2))
+        queries = np.asarray(self.vectors[pairs[:, 0]] + self.vectors[pairs[:, 1]], np.float32)
+        queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        flat = faiss.IndexFlatIP(self.vectors.shape[1])
+        flat.add(np.ascontiguousarray(self.vectors, dtype=np.float32))
+        _, truth = flat.search(queries, 10)
+        del flat
+        for ef in EF_SEARCH_STEPS:
+            self.faiss.hnsw.efSearch = ef
+            _, found = self.faiss.search(queries, 10)
+            recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+            if recall >= target:
+                break
+        self.recall = recall
+        return ef, recall
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Hits:
         """Top k rows for one query vector; `allowed` (bool mask over rows) restricts the search."""
@@ -92,7 +123,8 @@ class DenseIndex:
             # against 5-13 ms for the unfiltered call, whose OpenMP start-up dominates on 2 cores.
             bitmap = np.packbits(np.ones(self.size, bool) if allowed is None else allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bitmap))
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH) if self.kind == "hnsw" \
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.faiss.hnsw.efSearch) \
+                if self.kind == "hnsw" \
                 else faiss.SearchParameters(sel=selector)
         scores, rows = self.faiss.search(query, k, params=params)
         keep = rows[0] >= 0

@@ -82,7 +82,7 @@ def write_snapshot(home: Home, data: SnapshotData, *, exact_max: int, keep: int,
         _write_sqlite(tmp / "chunks.sqlite", data.chunks, data.sources)
         for name, value in data.extras.items():
             (tmp / f"{name}.json").write_text(json.dumps(value), "utf-8")
-        manifest = dict(data.manifest, format=FORMAT_VERSION, id=snapshot_id, index={"kind": dense.kind, "size": dense.size})
+        manifest = dict(data.manifest, format=FORMAT_VERSION, id=snapshot_id, index=_index_facts(dense))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), "utf-8")
         final = home.snapshots / snapshot_id
         tmp.rename(final)
@@ -98,6 +98,13 @@ def write_snapshot(home: Home, data: SnapshotData, *, exact_max: int, keep: int,
     atomic_write(home.root / "CURRENT", snapshot_id + "\n")
     prune(home, keep=keep)
     return snapshot_id
+
+
+def _index_facts(dense: DenseIndex) -> dict:
+    facts = {"kind": dense.kind, "size": dense.size}
+    if dense.kind == "hnsw":
+        facts.update(ef_search=int(dense.faiss.hnsw.efSearch), recall_at_10=round(dense.recall, 4))
+    return facts
 
 
 def _write_sqlite(path: Path, chunks: list[Chunk], sources: list[SourceRecord]) -> None:
@@ -206,6 +213,7 @@ class Snapshot:
                 import faiss
 
                 self._dense = DenseIndex(faiss.read_index(str(self.folder / "vectors.faiss")), vectors)
+                self._dense.faiss.hnsw.efSearch = int(self.manifest["index"].get("ef_search", 128))
             else:
                 self._dense = DenseIndex.build(np.asarray(vectors), exact_max=max(len(vectors), 1))
         return self._dense
