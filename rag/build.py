@@ -26,7 +26,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 @dataclass(frozen=True)
 class SourceChange:
     source_id: str
-    change: str  # added | removed | updated | failed
+    change: str  # added | removed | updated | failed | unavailable
     detail: str = ""
 
 
@@ -354,7 +354,8 @@ def _changes(previous: Snapshot | None, records: list[SourceRecord]) -> tuple[So
     for record in records:
         old = before.get(record.source.id)
         if record.status != "ok":
-            changes.append(SourceChange(record.source.id, "failed", f"{record.status}: {record.reason}"))
+            kind = "unavailable" if record.status == "unavailable" else "failed"
+            changes.append(SourceChange(record.source.id, kind, f"{record.status}: {record.reason}"))
         elif old is None:
             changes.append(SourceChange(record.source.id, "added", record.version or ""))
         elif old.version != record.version or old.blob != record.blob:

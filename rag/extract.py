@@ -16,7 +16,7 @@ from rag.store import sha256
 from rag.types import Document, Fetched, Heading, Page, Source
 
 # Bump whenever the pages or headings extracted from the same bytes would change (it keys the document cache).
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"
 
 _KNOWN_SECTIONS = (
     r"abstract|introduction|related work|background|preliminaries|methods?|methodology|approach|"
@@ -72,7 +72,9 @@ def extract(fetched: Fetched, raw: bytes) -> Document:
 def stub_document(source: Source) -> Document:
     """A one-page Document from the list's own title and description, so an unreadable entry can be found."""
     title = clean_text(source.title) or source.url or source.id
-    text = "\n".join(part for part in (title, clean_text(source.description)) if part)
+    listed = "; ".join(" > ".join(path) for path in source.sections if path)
+    listed = f"Listed under: {listed}." if listed else ""  # the list's headings ("MQA") say what it is about
+    text = "\n".join(part for part in (title, clean_text(source.description), listed) if part)
     return Document(
         source_id=source.id,
         pages=(Page(1, text),),

@@ -23,7 +23,7 @@ def build_report_text(report) -> str:
     by_kind: dict[str, list] = {}
     for change in report.changes:
         by_kind.setdefault(change.change, []).append(change)
-    for kind in ("added", "updated", "removed", "failed"):
+    for kind in ("added", "updated", "removed", "failed", "unavailable"):
         items = by_kind.get(kind, [])
         if items:
             lines.append(f"{kind} ({len(items)}):")
