@@ -31,7 +31,7 @@ DUPLICATE_JACCARD = 0.6  # ... or sharing this share of its content-word stems
 RELATIVE_FLOOR = 0.5  # past the minimum, stop once relevance falls below this share of the best
 MIN_SENTENCES, MAX_SENTENCES = 2, 5
 MAX_PASSAGES = 8  # sentences come from at most this many top passages
-MAX_ENCODED, SIDE_ENCODED = 16, 4  # sentences encoded per answer (see _shortlist), and kept per comparison side
+MAX_ENCODED, SIDE_ENCODED = 10, 3  # sentences encoded per answer (see _shortlist), and kept per comparison side
 MIN_WORDS, MAX_WORDS = 6, 80  # shorter is a fragment; longer is usually a table or run-on extraction
 
 _STOPWORDS = frozenset(
