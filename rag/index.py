@@ -47,6 +47,16 @@ def top_rows(scores: np.ndarray, k: int, *, ids: np.ndarray | None = None) -> Hi
     return Hits(rows.astype(np.int64), np.asarray(scores[top], np.float32))
 
 
+def new_hnsw(dim: int, size: int):
+    """An empty HNSW index with rag's parameters for a corpus of `size` vectors (efSearch is tuned later)."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION_LARGE if size > HNSW_LARGE else HNSW_EF_CONSTRUCTION
+    index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index
+
+
 class DenseIndex:
     """Inner product over unit vectors (= cosine). Exact for small corpora, HNSW above `exact_max`."""
 
@@ -72,10 +82,7 @@ class DenseIndex:
         if vectors.shape[0] <= exact_max:
             index = faiss.IndexFlatIP(dim)
         else:
-            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            large = vectors.shape[0] > HNSW_LARGE
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION_LARGE if large else HNSW_EF_CONSTRUCTION
-            index.hnsw.efSearch = HNSW_EF_SEARCH
+            index = new_hnsw(dim, vectors.shape[0])
         index.add(vectors)
         dense = cls(index, vectors)
         if dense.kind == "hnsw":
