@@ -108,11 +108,3 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise SettingsError(f"invalid setting: {exc}") from exc
 
-
-def describe() -> list[tuple[str, str, str]]:
-    """(env var, default, description) for every setting, for docs and `rag config`."""
-    rows = []
-    for name, field in Settings.model_fields.items():
-        default = field.default_factory() if field.default_factory else field.default
-        rows.append((f"RAG_{name.upper()}", str(default), field.description or ""))
-    return rows
