@@ -245,3 +245,60 @@ def test_build_messages_numbers_passages(passages):
 )
 def test_verify_citations(reply, expected):
     assert [(s.text, s.markers, s.flagged) for s in verify_citations(reply, 3)] == expected
+
+
+# ---- through the `ask` command ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory):
+    """A hash-model index of one generated PDF, built offline from a local file in the list."""
+    from pdfgen import make_pdf
+
+    from rag.library import Library
+
+    root = tmp_path_factory.mktemp("llm_cli")
+    make_pdf(root / "gqa.pdf", [" ".join(TEXTS[:2]), TEXTS[2]], title="Grouped-query attention")
+    (root / "list.md").write_text("## MQA\n\nAinslie, Joshua. “GQA.” 2023. [gqa.pdf](gqa.pdf).\n", "utf-8")
+    Library(Settings(home=root / "home", list_path=root / "list.md", model="hash", offline=True)).build()
+    return root / "home"
+
+
+def test_ask_llm_command_prints_the_checked_answer(server, small_index):
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    url = f"http://127.0.0.1:{server.server_address[1]}/badcite/v1"
+    result = CliRunner().invoke(app, ["ask", QUERY, "--llm", "-k", "2", "--home", str(small_index)],
+                                env={"RAG_LLM_URL": url, "RAG_LLM_MODEL": "test-model"})
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Answer (LLM, citations checked)")
+    assert "passage nine" not in result.output  # the sentence citing [9] of 2 was removed, and the user told
+    assert "Note:" in result.output and "[1]" in result.output
+
+
+def test_ask_llm_command_falls_back_to_extractive(server, small_index):
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    url = f"http://127.0.0.1:{server.server_address[1]}/error500/v1"
+    result = CliRunner().invoke(app, ["ask", QUERY, "--llm", "--home", str(small_index)],
+                                env={"RAG_LLM_URL": url})
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Answer (extractive)") and "failed (HTTP 500)" in result.output
+
+
+def test_streamed_answer_is_followed_by_the_check_not_repeated(server, passages, embedder):
+    from rag.render import ask_output
+    from rag.types import Answer
+
+    summary = ask(server, passages, embedder, "badcite")
+    answer = Answer(QUERY, tuple(passages), summary)
+    out = ask_output(answer, None, as_json=False, explain=False, bib=False, color=False, streamed=True)
+    assert out.lstrip().startswith("Note:") and summary.notice in out
+    assert "Answer (" not in out  # the words were already streamed
+    fallback = Answer(QUERY, tuple(passages), ask(server, passages, embedder, "error500"))
+    shown = ask_output(fallback, None, as_json=False, explain=False, bib=False, color=False, streamed=True)
+    assert shown.lstrip().startswith("Answer (extractive)")
