@@ -133,7 +133,8 @@ class Library:
 
     def sources(self) -> tuple[SourceRecord, ...]:
         """Every source of the published snapshot with its status."""
-        return tuple(self.snapshot().sources[sid] for sid in self.snapshot().source_ids)
+        snapshot = self.snapshot()
+        return tuple(snapshot.sources[sid] for sid in snapshot.source_ids)
 
     def status(self) -> Status:
         snapshot = self.snapshot()
