@@ -18,7 +18,7 @@ from rag.errors import ExtractError, RagError
 from rag.settings import Settings
 from rag.snapshot import SnapshotData, SourceRecord, Snapshot, current_id, write_snapshot
 from rag.store import Home, sha256
-from rag.types import Chunk, Document, Fetched, Source
+from rag.types import Chunk, Document, Fetched
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -286,26 +286,13 @@ class _StreamingEncoder:
 
 
 def embed_chunks(chunks, embedder, home, settings, progress=None) -> tuple[np.ndarray, int]:
-    """Vectors for every chunk: cached ones reused, the rest encoded in batches and cached."""
-    cache = home.embedding_cache(embedder.fingerprint)
+    """Vectors for every chunk, in order: cached ones reused, the rest encoded and cached (rag eval uses this)."""
+    encoder = _StreamingEncoder(embedder, home, settings, progress)
     try:
-        unique = list(dict.fromkeys(c.hash for c in chunks))
-        found = cache.get_many(unique, embedder.dim)
-        missing = [h for h in unique if h not in found]
-        if missing:
-            text_of = {c.hash: c.text for c in chunks}
-            step = max(settings.batch_size * 16, 256)
-            for start in range(0, len(missing), step):
-                batch = missing[start : start + step]
-                vectors = embedder.encode([text_of[h] for h in batch], batch_size=settings.batch_size)
-                cache.put_many(batch, vectors)
-                found.update(zip(batch, vectors))
-                if progress:
-                    progress("embed", start + len(batch), len(missing))
-        matrix = np.stack([found[c.hash] for c in chunks]) if chunks else np.zeros((0, embedder.dim), np.float32)
-        return matrix.astype(np.float32), len(missing)
+        encoder.add(chunks)
+        return encoder.finish(chunks), encoder.embedded
     finally:
-        cache.close()
+        encoder.close()
 
 
 def _manifest(settings, embedder, records, n_chunks) -> dict:

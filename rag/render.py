@@ -80,12 +80,6 @@ def highlight(text: str, terms: list[str], mark: tuple[str, str]) -> str:
     return pattern.sub(lambda m: f"{mark[0]}{m.group(0)}{mark[1]}", text)
 
 
-def pages(citation: Citation) -> str:
-    if citation.page_start == citation.page_end:
-        return f"p. {citation.page_start}"
-    return f"pp. {citation.page_start}–{citation.page_end}"
-
-
 def citation_line(citation: Citation) -> str:
     parts = [citation.label]
     if citation.version:

@@ -200,7 +200,7 @@ def test_near_duplicates_and_references_are_dropped(hash_embedder):
     sentence = "Multi-query attention shares a single key and value head across all query heads."
     passages = [
         make_passage(f"{sentence} It was proposed to speed up incremental decoding in transformers."),
-        make_passage(f"As noted, multi-query attention shares a single key and value head across all the query heads. "
+        make_passage("As noted, multi-query attention shares a single key and value head across all the query heads. "
                      "Uptraining converts existing checkpoints with a small fraction of the compute.", ordinal=1),
         make_passage(f"{sentence} Shazeer. Fast transformer decoding: one write-head is all you need.", ordinal=2,
                      refs=True),

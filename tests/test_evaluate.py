@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 
@@ -294,7 +295,7 @@ def _build_pdfs(real_pdfs, tmp_path, names, *, gate=None):
     return settings, ids, (lambda: build(settings, gate=gate))
 
 
-def _gold_file(tmp_path, ids) -> "Path":
+def _gold_file(tmp_path, ids) -> Path:
     lines = [
         {"question": "inline citations help researchers contextualize the current article and discover prior work",
          "expect": [{"source": ids["citesee"], "pages": [1]}]},  # the abstract's own words, page 1
