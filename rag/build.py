@@ -16,8 +16,8 @@ import numpy as np
 
 from rag.errors import ExtractError, RagError
 from rag.settings import Settings
-from rag.snapshot import SnapshotData, SourceRecord, Snapshot, current_id, write_snapshot
-from rag.store import Home, sha256
+from rag.store.snapshot import SnapshotData, SourceRecord, Snapshot, current_id, write_snapshot
+from rag.store.home import Home, sha256
 from rag.types import Chunk, Document, Fetched
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -77,9 +77,9 @@ def build(settings: Settings, *, progress: Progress | None = None, gate=None) ->
     """Sync the index with the reading list. One build at a time; readers keep the last good snapshot.
 
     Args:
-        gate: optional callable(new Snapshot folder data) used by `rag build --gate`; see rag.evaluate.
+        gate: optional callable(new Snapshot folder data) used by `rag build --gate`; see rag.eval.gold.
     """
-    from rag.catalog import load_list
+    from rag.catalog.catalog import load_list
 
     home = Home(settings.home)
     with home.build_lock():
@@ -93,7 +93,7 @@ def build(settings: Settings, *, progress: Progress | None = None, gate=None) ->
 
 
 def _fetch(sources, settings, home, progress):
-    from rag.fetch import fetch_sources
+    from rag.fetch.fetch import fetch_sources
 
     done = [0]
 
@@ -132,7 +132,7 @@ def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -
                            ("nothing changed: the published snapshot is up to date", *notes),
                            nothing_fetched=fetch_report.nothing_fetched)
     with clock.stage("index"):
-        from rag.query import mine_acronyms
+        from rag.retrieve.query import mine_acronyms
 
         manifest["timings"] = dict(clock.timings)
         data = SnapshotData(manifest, chunks, vectors, records, {"acronyms": mine_acronyms(chunks)})
@@ -145,7 +145,7 @@ def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -
 
 def _document(result: Fetched, home: Home) -> tuple[Document, SourceRecord]:
     """Extract (or reuse) the document of one fetch result; a failure becomes a stub and a recorded reason."""
-    from rag.extract import EXTRACTOR_VERSION, extract, stub_document
+    from rag.extract.extract import EXTRACTOR_VERSION, extract, stub_document
 
     source = result.source
     status, reason = result.status, result.reason
@@ -167,7 +167,7 @@ def _document(result: Fetched, home: Home) -> tuple[Document, SourceRecord]:
 
 
 def _record(result: Fetched, status: str, reason: str, document: Document) -> SourceRecord:
-    from rag.cite import source_url
+    from rag.retrieve.cite import source_url
 
     source, meta = result.source, result.meta
     year = source.year
@@ -189,7 +189,7 @@ def _replace(record: SourceRecord, **changes) -> SourceRecord:
 
 def _prepare(results, embedder, settings, home, progress):
     """(record, chunks) per fetch result, extracted and chunked, or both taken from the cache."""
-    from rag.chunk import CHUNKER_VERSION, chunk_document
+    from rag.extract.chunk import CHUNKER_VERSION, chunk_document
 
     max_tokens = settings.chunk_tokens or embedder.max_tokens
     for i, result in enumerate(results, 1):
@@ -296,9 +296,9 @@ def embed_chunks(chunks, embedder, home, settings, progress=None) -> tuple[np.nd
 
 
 def _manifest(settings, embedder, records, n_chunks) -> dict:
-    from rag.chunk import CHUNKER_VERSION
+    from rag.extract.chunk import CHUNKER_VERSION
     from rag.embed import ModelInfo
-    from rag.extract import EXTRACTOR_VERSION
+    from rag.extract.extract import EXTRACTOR_VERSION
 
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

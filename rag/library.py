@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.settings import Settings
-from rag.snapshot import Snapshot, SourceRecord, current_id
-from rag.store import Home
+from rag.store.snapshot import Snapshot, SourceRecord, current_id
+from rag.store.home import Home
 from rag.types import Answer
 
 
@@ -103,7 +103,7 @@ class Library:
         Args:
             summary: "extractive" (default, no network), "llm" (RAG_LLM_URL; falls back to extractive), or None.
         """
-        from rag.search import Filters, passages, search
+        from rag.retrieve.search import Filters, passages, search
 
         snapshot = self.snapshot()
         embedder = self.embedder()
@@ -165,18 +165,18 @@ def _with_summary(answer: Answer, embedder, settings: Settings, mode: str, on_to
     from dataclasses import replace
 
     if mode == "llm":
-        from rag.llm import answer_with_fallback
+        from rag.answer.llm import answer_with_fallback
 
         summary = answer_with_fallback(answer.query, answer.passages, embedder, settings, sides=answer.sides,
                                        on_token=on_token)
     else:
-        from rag.answer import extractive_summary
+        from rag.answer.extractive import extractive_summary
 
         summary = extractive_summary(answer.query, answer.passages, embedder, sides=answer.sides)
     return replace(answer, summary=summary)
 
 
 def _gate(gold: str | Path, settings: Settings):
-    from rag.evaluate import gold_gate
+    from rag.eval.gold import gold_gate
 
     return gold_gate(Path(gold), settings)

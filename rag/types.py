@@ -182,12 +182,12 @@ class Answer:
     sides: tuple[str, ...] = ()  # the two sides of a comparison question, if it was one
 
     def _repr_html_(self) -> str:
-        from rag.render import answer_html
+        from rag.cli.render import answer_html
 
         return answer_html(self)
 
     def to_dataframe(self):
         """One row per passage (needs pandas: `pip install rag[notebook]`)."""
-        from rag.render import answer_dataframe
+        from rag.cli.render import answer_dataframe
 
         return answer_dataframe(self)

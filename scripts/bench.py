@@ -20,9 +20,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 def bench_extract(args: argparse.Namespace) -> None:
     """Extraction pages/s and chunking chunks/s on the real PDFs in ../shared/data/pdfs."""
-    from rag.chunk import chunk_document
+    from rag.extract.chunk import chunk_document
     from rag.embed import HashEmbedder
-    from rag.extract import extract
+    from rag.extract.extract import extract
     from rag.types import Fetched, Source
 
     paths = sorted((SHARED_DATA / "pdfs").glob("*.pdf"))
@@ -57,7 +57,7 @@ def bench_embed(args: argparse.Namespace) -> None:
     import tempfile
 
     from rag.embed import SentenceTransformerEmbedder
-    from rag.onnx_export import OnnxEmbedder, export_onnx
+    from rag.embed.onnx import OnnxEmbedder, export_onnx
 
     corpus = SHARED_DATA / "scifact" / "corpus.jsonl"
     if not corpus.is_file():
@@ -86,7 +86,7 @@ def bench_embed(args: argparse.Namespace) -> None:
             cosine = (vectors[name] * vectors["torch"]).sum(axis=1)
             print(f"{name:10s} {len(texts) * args.repeat / seconds[name]:7.1f} chunks/s   "
                   f"cosine to torch: mean {cosine.mean():.5f}, min {cosine.min():.5f}")
-        probe = ("import time; t = time.perf_counter(); from rag.onnx_export import OnnxEmbedder; "
+        probe = ("import time; t = time.perf_counter(); from rag.embed.onnx import OnnxEmbedder; "
                  f"OnnxEmbedder({str(folder)!r}).encode(['how does GQA differ from MQA']); "
                  "print(time.perf_counter() - t)")
         cold = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()

@@ -34,10 +34,10 @@ SUMMARY_EVERY = 4  # ask() with the extractive summary on every 4th question (50
 
 def ask_index(quick: bool):
     """(home, snapshot) of the SciFact bench index, built once per recipe; prints how it was obtained."""
-    from rag.beir import beir_snapshot
+    from rag.eval.beir import beir_snapshot
     from rag.embed import ModelInfo, open_embedder
-    from rag.evaluate import load_beir
-    from rag.store import Home
+    from rag.eval.gold import load_beir
+    from rag.store.home import Home
 
     root = BENCH_ROOT / "ask"
     settings = bench_settings(root)

@@ -79,8 +79,8 @@ def raw_encode(model_home: Path, home: Path, batch_size: int) -> tuple[int, floa
     """(chunks, seconds) of one encode call over the built snapshot's chunk texts, by a fresh build embedder
     (a new ONNX session, as the build child has: a warm one would skip onnxruntime's first-shape costs)."""
     from rag.embed import open_embedder
-    from rag.snapshot import Snapshot
-    from rag.store import Home
+    from rag.store.snapshot import Snapshot
+    from rag.store.home import Home
 
     embedder = open_embedder(bench_settings(model_home), Home(model_home), purpose="build")
     texts = [chunk.text for chunk in Snapshot.open_current(Home(home)).all_chunks()]
@@ -140,7 +140,7 @@ def report(name: str, results: list[dict], raw: list[tuple[int, float]], batch_s
 def prepare_model(model_home: Path):
     """The ONNX build embedder, exported once into `model_home` (timed: what a first build pays once)."""
     from rag.embed import open_embedder
-    from rag.store import Home
+    from rag.store.home import Home
 
     embedder, seconds = timed(open_embedder, bench_settings(model_home), Home(model_home), purpose="build")
     print(f"build: one-time model export (torch load + ONNX export), excluded from the build times: {seconds:.1f} s")

@@ -94,7 +94,7 @@ def single_query_latency(search, queries: np.ndarray) -> tuple[float, float]:
 
 def exact_row(x: np.ndarray, queries: np.ndarray, lat_queries: np.ndarray) -> tuple[Row, np.ndarray]:
     """The product's exact index; its batch answers are the ground truth for recall."""
-    from rag.index import DenseIndex
+    from rag.store.index import DenseIndex
 
     dense, build_s = timed(DenseIndex.build, x, exact_max=len(x))
     _, truth = dense.faiss.search(queries, K)
@@ -104,7 +104,7 @@ def exact_row(x: np.ndarray, queries: np.ndarray, lat_queries: np.ndarray) -> tu
 
 def hnsw_row(x: np.ndarray, queries, lat_queries, truth, budget: float) -> Row:
     """The product's HNSW, added block by block; stopped and extrapolated once past `budget` seconds."""
-    from rag.index import HNSW_M, DenseIndex, new_hnsw
+    from rag.store.index import HNSW_M, DenseIndex, new_hnsw
 
     block = max(10_000, len(x) // 20)
     start = time.perf_counter()

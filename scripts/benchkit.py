@@ -55,7 +55,7 @@ def run_timed(command: list[str], *, env: dict | None = None) -> tuple[subproces
 
 def scifact_queries(limit: int) -> list[str]:
     """The first `limit` SciFact questions of the test split, in file order (varied topics and lengths)."""
-    from rag.evaluate import load_beir
+    from rag.eval.gold import load_beir
 
     return list(load_beir(SCIFACT, "test").queries.values())[:limit]
 
@@ -93,7 +93,7 @@ def copy_model_export(source_home: Path, target_home: Path, fingerprint: str) ->
     """Give `target_home` the ONNX export made in `source_home`, so it is not re-exported (or timed) there."""
     import shutil
 
-    from rag.store import Home
+    from rag.store.home import Home
 
     source, target = Home(source_home).model_dir(fingerprint), Home(target_home).model_dir(fingerprint)
     if not target.exists():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rag.add import AddReport, add_papers, chicago_authors, describe_pdf, splice
-from rag.catalog import load_list
+from rag.catalog.add import AddReport, add_papers, chicago_authors, describe_pdf, splice
+from rag.catalog.catalog import load_list
 from conftest import SEED_LIST
 
 runner = CliRunner()
@@ -34,7 +34,7 @@ def workspace(tmp_path, real_pdfs) -> tuple[Path, Path]:
 
 
 def invoke(*args: str):
-    from rag.cli import app
+    from rag.cli.app import app
 
     return runner.invoke(app, ["add", *args])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import shared_path
-from rag.answer import extractive_summary, format_summary, is_junk, normalize_space, split_sentences
+from rag.answer.extractive import extractive_summary, format_summary, is_junk, normalize_space, split_sentences
 from rag.embed import HashEmbedder, SentenceTransformerEmbedder
-from rag.extract import extract
+from rag.extract.extract import extract
 from rag.types import Chunk, Citation, Fetched, Passage, Sentence, Source, Summary
 
 # Papers of ../shared/data/pdfs used as a small corpus: file -> (name the text uses, citation label)
@@ -30,7 +30,7 @@ def make_passage(text: str, label: str = "Doc 2024, p. 1", *, page: int = 1, ord
 
 
 def _page_texts(path, max_pages: int) -> list[str]:
-    """The first pages of a real PDF as rag.extract gives them (ligatures, hyphens and running heads fixed)."""
+    """The first pages of a real PDF as rag.extract.extract gives them (ligatures, hyphens and running heads fixed)."""
     fetched = Fetched(source=Source(id=f"file:{path.name}", kind="local"), status="ok", media_type="pdf")
     return [page.text for page in extract(fetched, path.read_bytes()).pages[:max_pages]]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rag.cli import app
+from rag.cli.app import app
 from rag.library import Library
 
 # Small enough to embed in seconds with the real model; two sections of the list for the filters.
@@ -78,7 +78,7 @@ def test_cited_pages_contain_the_passage_text(built):
     library = Library.open(home=home)
     from pypdf import PdfReader
 
-    from rag.pdftext import clean_pages
+    from rag.extract.pdftext import clean_pages
 
     for question in ("how are citations highlighted", "what does the toolkit's data model look like"):
         for passage in library.ask(question, k=5, summary=None).passages:

@@ -15,13 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from loopback import settings_for
-from rag.catalog import split_authors
-from rag.cli import app
+from rag.catalog.catalog import split_authors
+from rag.cli.app import app
 from rag.errors import BuildLocked, IndexMismatch, IndexMissing
 from rag.library import Library
 from rag.settings import Settings
-from rag.snapshot import Snapshot
-from rag.store import Home
+from rag.store.snapshot import Snapshot
+from rag.store.home import Home
 
 PAPERS = {
     "2203.00130": ("2203.00130v1.pdf", "Paper Plain: Making Medical Research Papers Approachable to Healthcare Consumers",
@@ -162,7 +162,7 @@ class SlowEmbedder(embed.HashEmbedder):
         return super().encode(texts, **kw)
 
 embed.REGISTRY["slow"] = SlowEmbedder
-from rag.cli import app
+from rag.cli.app import app
 sys.exit(app(["build", "--quiet", "--model", "slow"]))
 """
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.catalog import Catalog, ListWarning, load_list, parse_list, split_authors
+from rag.catalog.catalog import Catalog, ListWarning, load_list, parse_list, split_authors
 from rag.errors import CatalogError
 from conftest import SEED_LIST
 

@@ -7,10 +7,10 @@ import random
 import pytest
 from pdfgen import pdf_bytes
 
-from rag.chunk import chunk_document
+from rag.extract.chunk import chunk_document
 from rag.embed import HashEmbedder, bundled_model_path
-from rag.extract import extract
-from rag.store import sha256
+from rag.extract.extract import extract
+from rag.store.home import sha256
 from rag.types import Chunk, Document, Fetched, Heading, Page, Source
 
 VOCABULARY = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag.cite import bibtex, cite, source_url, surname
-from rag.snapshot import SourceRecord
+from rag.retrieve.cite import bibtex, cite, source_url, surname
+from rag.store.snapshot import SourceRecord
 from rag.types import Chunk, Source
 
 

@@ -25,9 +25,9 @@ from rag.embed import (
     recipe_fingerprint,
 )
 from rag.errors import EmbedError, IndexMismatch, SettingsError
-from rag.onnx_export import OnnxEmbedder, export_onnx, export_ready
+from rag.embed.onnx import OnnxEmbedder, export_onnx, export_ready
 from rag.settings import Settings
-from rag.store import Home
+from rag.store.home import Home
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +127,7 @@ def test_int8_export_is_close_and_fingerprinted_apart(torch_embedder, reference,
 
 def test_onnx_query_path_imports_no_torch(export_dir):
     code = (
-        "import json, sys; from rag.onnx_export import OnnxEmbedder\n"
+        "import json, sys; from rag.embed.onnx import OnnxEmbedder\n"
         f"vector = OnnxEmbedder({str(export_dir)!r}).encode(['how does GQA differ from MQA'])[0]\n"
         "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)\n"
         "print(json.dumps({'heavy': heavy, 'vector': vector.tolist()}))"

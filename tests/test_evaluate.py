@@ -1,4 +1,4 @@
-"""rag.evaluate: metrics against hand-worked examples and ir-measures; BEIR loading; gold files; the gate;
+"""rag.eval.gold: metrics against hand-worked examples and ir-measures; BEIR loading; gold files; the gate;
 `rag eval` end to end on a SciFact slice (real model) and on a snapshot built from real PDFs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import EvalError
-from rag.evaluate import (
+from rag.eval.gold import (
     load_beir,
     load_gold,
     mrr_at_k,
@@ -170,7 +170,7 @@ def test_load_gold_rejects_bad_lines_with_file_and_line(tmp_path, line):
 
 
 def test_gate_passes_within_margin_and_fails_beyond():
-    from rag.evaluate import gate_check
+    from rag.eval.gold import gate_check
 
     current = {"hit@1": 0.8, "hit@5": 1.0, "mrr": 0.85, "page_accuracy": 0.5}
     ok = gate_check({"hit@1": 0.76, "hit@5": 1.0, "mrr": 0.9, "page_accuracy": 0.5}, current, 0.05)
@@ -200,7 +200,7 @@ def _write_slice(data, folder):
 
 
 def test_beir_slice_is_deterministic_and_holds_the_judged_documents(scifact_dir):
-    from rag.beir import beir_slice
+    from rag.eval.beir import beir_slice
 
     data = load_beir(scifact_dir, "test")
     a, b = beir_slice(data, queries=12, others=100), beir_slice(data, queries=12, others=100)
@@ -212,10 +212,10 @@ def test_beir_slice_is_deterministic_and_holds_the_judged_documents(scifact_dir)
 
 
 def test_beir_document_title_handling_and_recipe_key():
-    from rag.beir import beir_document, recipe_key
-    from rag.chunk import chunk_document
+    from rag.eval.beir import beir_document, recipe_key
+    from rag.extract.chunk import chunk_document
     from rag.embed import HashEmbedder
-    from rag.evaluate import BeirDoc
+    from rag.eval.gold import BeirDoc
 
     doc = BeirDoc("42", "Aspirin lowers fever.", "In a trial of 300 adults, aspirin reduced fever.")
     assert beir_document(doc, "sentence").pages[0].text == "Aspirin lowers fever. In a trial of 300 adults, aspirin reduced fever."
@@ -234,8 +234,8 @@ def test_beir_document_title_handling_and_recipe_key():
 def test_rag_eval_beir_scifact_slice_real_model(scifact_dir, tmp_path, rag_home):
     from typer.testing import CliRunner
 
-    from rag.beir import beir_slice
-    from rag.cli import app
+    from rag.eval.beir import beir_slice
+    from rag.cli.app import app
 
     data = beir_slice(load_beir(scifact_dir, "test"), queries=12, others=60)
     folder = tmp_path / "scifact-slice"
@@ -268,7 +268,7 @@ def test_rag_eval_beir_scifact_slice_real_model(scifact_dir, tmp_path, rag_home)
 def test_rag_eval_needs_exactly_one_input(tmp_path):
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from rag.cli.app import app
 
     result = CliRunner().invoke(app, ["eval"])
     assert result.exit_code == 2
@@ -285,7 +285,7 @@ PDFS = {"citesee": "2302.07302v1.pdf", "writing": "2304.02623v1.pdf", "papermage
 def _build_pdfs(real_pdfs, tmp_path, names, *, gate=None):
     """Build (and publish) the product's index over some of the real PDFs, listed as local files."""
     from rag.build import build
-    from rag.catalog import load_list
+    from rag.catalog.catalog import load_list
     from rag.settings import Settings
 
     listing = tmp_path / f"list-{'-'.join(names)}.md"
@@ -313,7 +313,7 @@ def _gold_file(tmp_path, ids) -> Path:
 
 
 def test_evaluate_gold_on_an_index_of_real_pdfs(real_pdfs, tmp_path, monkeypatch):
-    from rag.evaluate import evaluate_gold_published
+    from rag.eval.gold import evaluate_gold_published
 
     settings, ids, run_build = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage"])
     run_build()
@@ -331,9 +331,9 @@ def test_evaluate_gold_on_an_index_of_real_pdfs(real_pdfs, tmp_path, monkeypatch
 
 def test_gold_gate_refuses_a_worse_index_and_keeps_the_published_one(real_pdfs, tmp_path):
     from rag.errors import GateFailed
-    from rag.evaluate import gold_gate
-    from rag.snapshot import current_id
-    from rag.store import Home
+    from rag.eval.gold import gold_gate
+    from rag.store.snapshot import current_id
+    from rag.store.home import Home
 
     settings, ids, run_build = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage"])
     run_build()
@@ -356,9 +356,9 @@ def test_gold_gate_refuses_a_worse_index_and_keeps_the_published_one(real_pdfs, 
 def test_rag_build_gate_flag_uses_the_gold_file(real_pdfs, tmp_path, rag_home):
     from typer.testing import CliRunner
 
-    from rag.cli import app
-    from rag.snapshot import current_id
-    from rag.store import Home
+    from rag.cli.app import app
+    from rag.store.snapshot import current_id
+    from rag.store.home import Home
 
     settings, ids, run_build = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage"])
     run_build()

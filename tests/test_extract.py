@@ -9,8 +9,8 @@ import pytest
 from pdfgen import make_pdf, pdf_bytes, unicode_font
 
 from rag.errors import ExtractError
-from rag.extract import extract, stub_document
-from rag.pdftext import clean_text, join_hyphenated
+from rag.extract.extract import extract, stub_document
+from rag.extract.pdftext import clean_text, join_hyphenated
 from rag.types import Document, Fetched, Source
 
 FILLER = (

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from loopback import make_pdf, settings_for
 
-from rag.arxiv_meta import make_client, parse_pdf_name
-from rag.fetch import FetchReport, fetch_sources, is_walled
-from rag.http import RagSession
+from rag.fetch.arxiv import make_client, parse_pdf_name
+from rag.fetch.fetch import FetchReport, fetch_sources, is_walled
+from rag.fetch.http import RagSession
 from rag.settings import Settings
-from rag.store import Home, sha256
+from rag.store.home import Home, sha256
 from rag.types import Source
 
 
@@ -485,7 +485,7 @@ def test_cli_fetch_reports_each_status_and_counts(arxiv_server, cli_env, home):
 
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from rag.cli.app import app
 
     arxiv_server.add_paper("2305.13245", 3, title="GQA")
     arxiv_server.add_readme("refuel-ai", "autolabel", "# Autolabel")
@@ -506,7 +506,7 @@ def test_cli_fetch_reports_each_status_and_counts(arxiv_server, cli_env, home):
 def test_cli_fetch_exits_1_when_nothing_could_be_fetched(cli_env):
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from rag.cli.app import app
 
     result = CliRunner().invoke(app, ["fetch", "--list", str(cli_env), "--offline"])
     assert result.exit_code == 1

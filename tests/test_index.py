@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.index import RECALL_TARGET, DenseIndex
+from rag.store.index import RECALL_TARGET, DenseIndex
 
 
 def clustered(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from rag.embed import HashEmbedder
 from rag.errors import LLMError
-from rag.llm import answer_with_fallback, build_messages, llm_summary, verify_citations
+from rag.answer.llm import answer_with_fallback, build_messages, llm_summary, verify_citations
 from rag.settings import Settings
 from rag.types import Chunk, Citation, Passage
 
@@ -267,7 +267,7 @@ def small_index(tmp_path_factory):
 def test_ask_llm_command_prints_the_checked_answer(server, small_index):
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from rag.cli.app import app
 
     url = f"http://127.0.0.1:{server.server_address[1]}/badcite/v1"
     result = CliRunner().invoke(app, ["ask", QUERY, "--llm", "-k", "2", "--home", str(small_index)],
@@ -281,7 +281,7 @@ def test_ask_llm_command_prints_the_checked_answer(server, small_index):
 def test_ask_llm_command_falls_back_to_extractive(server, small_index):
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from rag.cli.app import app
 
     url = f"http://127.0.0.1:{server.server_address[1]}/error500/v1"
     result = CliRunner().invoke(app, ["ask", QUERY, "--llm", "--home", str(small_index)],
@@ -291,7 +291,7 @@ def test_ask_llm_command_falls_back_to_extractive(server, small_index):
 
 
 def test_streamed_answer_is_followed_by_the_check_not_repeated(server, passages, embedder):
-    from rag.render import ask_output
+    from rag.cli.render import ask_output
     from rag.types import Answer
 
     summary = ask(server, passages, embedder, "badcite")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.query import comparison_sides, definitions, mine_acronyms, parse_query
+from rag.retrieve.query import comparison_sides, definitions, mine_acronyms, parse_query
 from rag.types import Chunk
 
 

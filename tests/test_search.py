@@ -10,11 +10,11 @@ import pytest
 
 from rag.embed import HashEmbedder
 from rag.errors import FilterError
-from rag.index import LexicalIndex, lexical_tokens
-from rag.query import mine_acronyms
-from rag.search import Filters, fuse_rrf, fuse_zscore, passages, rank, row_mask, search, zscore
-from rag.snapshot import Snapshot, SnapshotData, SourceRecord, write_snapshot
-from rag.store import Home
+from rag.store.index import LexicalIndex, lexical_tokens
+from rag.retrieve.query import mine_acronyms
+from rag.retrieve.search import Filters, fuse_rrf, fuse_zscore, passages, rank, row_mask, search, zscore
+from rag.store.snapshot import Snapshot, SnapshotData, SourceRecord, write_snapshot
+from rag.store.home import Home
 from rag.types import Chunk, Source
 
 GQA = "arxiv:2305.13245"

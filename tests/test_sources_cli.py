@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from rag.cli import app
+from rag.cli.app import app
 from conftest import SEED_LIST
 
 runner = CliRunner()

@@ -282,8 +282,8 @@ def evaluate_gold(snapshot, embedder, gold_path: Path, *, settings=None, k: int 
 
 def evaluate_gold_published(settings, gold_path: Path, *, k: int = 10) -> GoldReport:
     """`rag eval --gold`: the gold questions against the published index of `settings.home`."""
-    from rag.snapshot import Snapshot
-    from rag.store import Home
+    from rag.store.snapshot import Snapshot
+    from rag.store.home import Home
 
     home = Home(settings.home)
     snapshot = Snapshot.open_current(home)
@@ -292,7 +292,7 @@ def evaluate_gold_published(settings, gold_path: Path, *, k: int = 10) -> GoldRe
 
 def _ask(snapshot, embedder, question: str, settings, k: int):
     """The passages `ask` would show (same search, same settings), k of them."""
-    from rag.search import Filters, passages, search
+    from rag.retrieve.search import Filters, passages, search
 
     result = search(
         snapshot, embedder, question, k=k, per_paper=settings.per_paper,
@@ -355,8 +355,8 @@ def gold_gate(gold_path: Path, settings, margin: float | None = None):
     `margin` defaults to `settings.gate_margin` (RAG_GATE_MARGIN).
     """
     from rag.errors import GateFailed, IndexMissing
-    from rag.snapshot import Snapshot
-    from rag.store import Home
+    from rag.store.snapshot import Snapshot
+    from rag.store.home import Home
 
     load_gold(gold_path)  # a broken gold file fails before any snapshot is written, not after
     home = Home(settings.home)

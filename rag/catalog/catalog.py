@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from rag.errors import CatalogError
-from rag.links import Found, Target, find_targets, is_url_like
+from rag.catalog.links import Found, Target, find_targets, is_url_like
 from rag.types import Source
 
 HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t](.*))?$", re.DOTALL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from rag.store import to_jsonable
+from rag.store.home import to_jsonable
 
 
 def build_report_text(report) -> str:

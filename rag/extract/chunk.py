@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rag.store import sha256
+from rag.store.home import sha256
 from rag.types import Chunk, Document
 
 # Bump whenever the same Document would give different chunks (it goes into the manifest and cache keys).

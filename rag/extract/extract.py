@@ -1,6 +1,6 @@
 """Fetched raw bytes -> Document: pages of clean text (1-based physical page numbers) and section headings.
 
-PDFs go through rag.pdftext (pypdf, page by page); HTML through trafilatura (main text only, as markdown);
+PDFs go through rag.extract.pdftext (pypdf, page by page); HTML through trafilatura (main text only, as markdown);
 markdown and plain text become one page. Every kind ends as the same Document.
 """
 
@@ -11,8 +11,8 @@ import re
 from collections import Counter
 
 from rag.errors import ExtractError
-from rag.pdftext import clean_pages, clean_text, read_pdf
-from rag.store import sha256
+from rag.extract.pdftext import clean_pages, clean_text, read_pdf
+from rag.store.home import sha256
 from rag.types import Document, Fetched, Heading, Page, Source
 
 # Bump whenever the pages or headings extracted from the same bytes would change (it keys the document cache).

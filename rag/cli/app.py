@@ -77,8 +77,8 @@ def build_command(
 ) -> None:
     """Fetch, extract, chunk and embed the reading list; publish a new snapshot if anything changed."""
     from rag.library import Library
-    from rag.progress import Bars
-    from rag.reports import build_report_text, build_report_json
+    from rag.cli.progress import Bars
+    from rag.cli.reports import build_report_text, build_report_json
 
     settings = settings_from(home=home, list_path=list_path, model=model, quantize=quantize, offline=offline)
     with Bars(enabled=not quiet and not as_json and sys.stderr.isatty()) as bars:
@@ -93,7 +93,7 @@ def build_command(
 def status_command(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """What the published index holds: sources and their status, model, counts, when it was built."""
     from rag.library import Library
-    from rag.reports import status_json, status_text
+    from rag.cli.reports import status_json, status_text
 
     status = Library(settings_from(home=home)).status()
     typer.echo(status_json(status) if as_json else status_text(status))
@@ -118,7 +118,7 @@ def ask_command(
 ) -> None:
     """Answer a question with cited passages from the index."""
     from rag.library import Library
-    from rag.render import ask_output
+    from rag.cli.render import ask_output
 
     library = Library(settings_from(home=home))
     stream = llm and not as_json and sys.stdout.isatty()
@@ -165,7 +165,7 @@ def sources_command(
     import dataclasses
     import json
 
-    from rag.catalog import load_list
+    from rag.catalog.catalog import load_list
 
     settings = settings_from(home=home, list_path=list_path)
     catalog = load_list(settings.list_path)
@@ -240,15 +240,15 @@ def eval_command(
         raise typer.BadParameter("--title must be sentence, heading or none")
     settings = settings_from(home=home, fusion=fusion, lexical_weight=lexical_weight)
     if beir is not None:
-        from rag.beir import evaluate_beir
-        from rag.progress import Bars
+        from rag.eval.beir import evaluate_beir
+        from rag.cli.progress import Bars
 
         with Bars(enabled=not as_json and sys.stderr.isatty()) as bars:
             report = evaluate_beir(beir, settings, split=split, limit=limit, title=title,  # type: ignore[arg-type]
                                    progress=bars.update)
         typer.echo(json.dumps(dataclasses.asdict(report), indent=1) if as_json else _beir_table(report))
     else:
-        from rag.evaluate import evaluate_gold_published
+        from rag.eval.gold import evaluate_gold_published
 
         report = evaluate_gold_published(settings, gold)
         typer.echo(json.dumps(dataclasses.asdict(report), indent=1) if as_json else _gold_table(report))
@@ -266,7 +266,7 @@ def add_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the entries without writing the list.")] = False,
 ) -> None:
     """Append PDFs to the reading list in its own style; papers already listed are skipped. Exit 1 on failures."""
-    from rag.add import add_papers
+    from rag.catalog.add import add_papers
 
     report = add_papers(paths, settings_from(list_path=list_path).list_path, section=section, dry_run=dry_run)
     verb = "would add" if dry_run else "added"
@@ -321,9 +321,9 @@ def fetch_command(
     """Download what the reading list names into the cache (arXiv PDFs + metadata, pages, READMEs)."""
     import json
 
-    from rag.catalog import load_list
-    from rag.fetch import fetch_sources
-    from rag.store import Home, to_jsonable
+    from rag.catalog.catalog import load_list
+    from rag.fetch.fetch import fetch_sources
+    from rag.store.home import Home, to_jsonable
 
     settings = settings_from(home=home, list_path=list_path, offline=offline)
     sources = load_list(settings.list_path).sources

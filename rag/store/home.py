@@ -6,7 +6,7 @@
     <home>/cache/documents/<key>.json     extracted text, by (blob hash, extractor version)
     <home>/cache/embeddings/<fp>.sqlite   vectors by chunk hash, one file per model fingerprint
     <home>/models/<fp>/                   the ONNX export of a model, kept with the index
-    <home>/snapshots/<id>/                one complete built index (see rag.snapshot)
+    <home>/snapshots/<id>/                one complete built index (see rag.store.snapshot)
     <home>/CURRENT                        names the published snapshot; replaced atomically
     <home>/build.lock                     held while a build runs
 """

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from rag.errors import FetchError
-from rag.http import Reply
+from rag.fetch.http import Reply
 from rag.types import MediaType
 
 

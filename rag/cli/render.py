@@ -169,7 +169,7 @@ def explain_text(answer: Answer) -> str:
 def summary_text(answer: Answer) -> str:
     if answer.summary is None or not answer.summary.sentences:
         return ""
-    from rag.answer import format_summary
+    from rag.answer.extractive import format_summary
 
     method = "extractive" if answer.summary.method == "extractive" else "LLM, citations checked"
     paragraphs = format_summary(answer.summary).split("\n")
@@ -193,7 +193,7 @@ def ask_output(answer: Answer, library, *, as_json: bool, explain: bool, bib: bo
         parts.append(f"\n\nNote: {notice}\n" if notice else "\n")
     parts.append(answer_text(answer, color=color, summary_text="" if streamed else summary_text(answer)))
     if bib and answer.passages:
-        from rag.cite import bibtex
+        from rag.retrieve.cite import bibtex
 
         snapshot = library.snapshot()
         ids = list(dict.fromkeys(p.citation.source_id for p in answer.passages))

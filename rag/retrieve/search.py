@@ -19,9 +19,9 @@ from typing import Literal
 import numpy as np
 
 from rag.errors import FilterError, SettingsError
-from rag.index import top_rows
-from rag.query import Query, parse_query
-from rag.snapshot import Snapshot, SourceRecord
+from rag.store.index import top_rows
+from rag.retrieve.query import Query, parse_query
+from rag.store.snapshot import Snapshot, SourceRecord
 from rag.types import Passage
 
 Fusion = Literal["zscore", "rrf"]
@@ -298,7 +298,7 @@ def balance(main: list[Hit], sides: list[list[Hit]], labels, k: int, per_paper: 
 
 def passages(snapshot: Snapshot, result: SearchResult) -> tuple[Passage, ...]:
     """The hits as Passages: chunk text, fused score, per-retriever ranks and a Citation."""
-    from rag.cite import cite
+    from rag.retrieve.cite import cite
 
     chunks = snapshot.chunks([hit.row for hit in result.hits])
     return tuple(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import arxiv
 
-from rag.http import Http, HttpError, RagSession, error_for_status
+from rag.fetch.http import Http, HttpError, RagSession, error_for_status
 from rag.settings import Settings
 from rag.types import FetchStatus, PaperMeta
 

@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from rag.arxiv_meta import ARXIV_ID, ArxivMetadata, MetaOutcome, index_pdf_dirs, parse_pdf_name, query_id, split_version
+from rag.fetch.arxiv import ARXIV_ID, ArxivMetadata, MetaOutcome, index_pdf_dirs, parse_pdf_name, query_id, split_version
 from rag.errors import FetchError
-from rag.http import Http, Reply
+from rag.fetch.http import Http, Reply
 from rag.settings import Settings
-from rag.store import Home, sha256
+from rag.store.home import Home, sha256
 from rag.types import Fetched, MediaType, PaperMeta, Source
-from rag.verify import local_media, sniff_page, verify_pdf
+from rag.fetch.verify import local_media, sniff_page, verify_pdf
 
 DEFAULT_ARXIV_PDF = "https://arxiv.org/pdf"
 # Hosts that show nothing without a login: one short attempt, then `unavailable`.

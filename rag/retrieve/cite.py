@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-from rag.snapshot import SourceRecord
+from rag.store.snapshot import SourceRecord
 from rag.types import Chunk, Citation
 
 _PARTICLES = frozenset("van von der den de del della di da du le la dos das ter ten".split())

@@ -16,12 +16,12 @@ from typing import Literal
 
 import numpy as np
 
-from rag.evaluate import BeirData, BeirDoc, Metrics, score_run
-from rag.store import Home, sha256
+from rag.eval.gold import BeirData, BeirDoc, Metrics, score_run
+from rag.store.home import Home, sha256
 from rag.types import Document, Heading, Page, Source
 
 TitleMode = Literal["sentence", "heading", "none"]
-RETRIEVERS = {"bm25": "lexical", "dense": "dense", "hybrid": "hybrid"}  # report row -> rag.search mode
+RETRIEVERS = {"bm25": "lexical", "dense": "dense", "hybrid": "hybrid"}  # report row -> rag.retrieve.search mode
 SOURCE_PREFIX = "beir:"
 Progress = Callable[[str, int, int], None]
 
@@ -59,7 +59,7 @@ def beir_document(doc: BeirDoc, title: TitleMode = "sentence") -> Document:
 
 def recipe_key(corpus: Sequence[BeirDoc], embedder, *, max_tokens: int, overlap: int, title: TitleMode) -> str:
     """What decides the snapshot: the documents, the model, the chunker and its settings, the title handling."""
-    from rag.chunk import CHUNKER_VERSION
+    from rag.extract.chunk import CHUNKER_VERSION
 
     digest = sha256("\n".join(f"{d.id}\0{d.title}\0{d.text}" for d in corpus))
     return sha256(f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}")[:16]
@@ -76,7 +76,7 @@ def beir_snapshot(data: BeirData, embedder, settings, *, title: TitleMode = "sen
 
     Returns (Snapshot, reused).
     """
-    from rag.snapshot import Snapshot, current_id
+    from rag.store.snapshot import Snapshot, current_id
 
     max_tokens = settings.chunk_tokens or embedder.max_tokens
     key = recipe_key(data.corpus, embedder, max_tokens=max_tokens, overlap=settings.chunk_overlap, title=title)
@@ -90,9 +90,9 @@ def beir_snapshot(data: BeirData, embedder, settings, *, title: TitleMode = "sen
 
 def _build(corpus, embedder, settings, home: Home, *, max_tokens: int, title: TitleMode, progress) -> None:
     from rag.build import embed_chunks  # the build's own cached embedding step (vectors keyed by chunk hash)
-    from rag.chunk import CHUNKER_VERSION, chunk_document
+    from rag.extract.chunk import CHUNKER_VERSION, chunk_document
     from rag.embed import ModelInfo
-    from rag.snapshot import SnapshotData, SourceRecord, write_snapshot
+    from rag.store.snapshot import SnapshotData, SourceRecord, write_snapshot
 
     chunks, records = [], []
     for i, doc in enumerate(corpus, 1):
@@ -118,7 +118,7 @@ def _build(corpus, embedder, settings, home: Home, *, max_tokens: int, title: Ti
 def run_beir(snapshot, embedder, data: BeirData, settings, *, depth: int = 100,
              retrievers: Sequence[str] = tuple(RETRIEVERS)) -> dict[str, dict[str, list[str]]]:
     """Ranked BEIR doc ids (best chunk per document, `depth` documents) per retriever, per query."""
-    from rag.search import rank
+    from rag.retrieve.search import rank
 
     qids = list(data.queries)
     vectors = embedder.encode([data.queries[q] for q in qids], batch_size=settings.batch_size)
@@ -137,7 +137,7 @@ def run_beir(snapshot, embedder, data: BeirData, settings, *, depth: int = 100,
 def evaluate_beir(folder: Path, settings, *, split: str = "test", limit: int | None = None,
                   title: TitleMode = "sentence", embedder=None, progress: Progress | None = None) -> BeirReport:
     """`rag eval --beir`: index the corpus the product's way (once per recipe), score bm25, dense and hybrid."""
-    from rag.evaluate import load_beir
+    from rag.eval.gold import load_beir
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

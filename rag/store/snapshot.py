@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexMismatch, IndexMissing
-from rag.index import DenseIndex, LexicalIndex
-from rag.store import Home, atomic_write, from_jsonable, to_jsonable
+from rag.store.index import DenseIndex, LexicalIndex
+from rag.store.home import Home, atomic_write, from_jsonable, to_jsonable
 from rag.types import Chunk, Source
 
 FORMAT_VERSION = 1

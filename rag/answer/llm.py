@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from rag.answer import extractive_summary, normalize_space, split_sentences
+from rag.answer.extractive import extractive_summary, normalize_space, split_sentences
 from rag.errors import LLMError
 from rag.settings import Settings
 from rag.types import Passage, Sentence, Summary

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from rag.catalog import HEADING_RE, Catalog, heading_title, load_list, parse_list
+from rag.catalog.catalog import HEADING_RE, Catalog, heading_title, load_list, parse_list
 from rag.errors import ExtractError
-from rag.links import ARXIV_ID, local_target
-from rag.pdftext import captured_pypdf_warnings, clean_text
-from rag.store import atomic_write
+from rag.catalog.links import ARXIV_ID, local_target
+from rag.extract.pdftext import captured_pypdf_warnings, clean_text
+from rag.store.home import atomic_write
 
 DEFAULT_SECTION = "Local papers"
 _NAME_ID_RE = re.compile(r"(?<![\d.])(?P<id>\d{4}\.\d{4,5})(?:v(?P<v>\d+))?(?![\d])")

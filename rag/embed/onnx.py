@@ -26,7 +26,7 @@ import numpy as np
 
 from rag.embed import load_tokenizer, pooling_mode
 from rag.errors import EmbedError
-from rag.store import atomic_write
+from rag.store.home import atomic_write
 
 if TYPE_CHECKING:
     from rag.embed import SentenceTransformerEmbedder

@@ -1,7 +1,7 @@
 """The two retrievers over one list of chunks: dense (FAISS) and lexical (BM25, bm25s).
 
 Row i of either index is chunk i of the snapshot. Both answer "scores for these candidates" as well as
-"top k", so fusion can score the union of both candidate lists. Files are written by rag.snapshot.
+"top k", so fusion can score the union of both candidate lists. Files are written by rag.store.snapshot.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 - any sentence-transformers model name or local path.
 - "hash": a fast deterministic fake for tests (bag of hashed word pieces), registered like the real ones.
 
-Building encodes with the ONNX export of the model (rag.onnx_export; made once per model fingerprint and kept
+Building encodes with the ONNX export of the model (rag.embed.onnx; made once per model fingerprint and kept
 in `Home.model_dir`); asking uses the same export, so a query imports onnxruntime and tokenizers, never torch.
 Heavy imports (torch, sentence_transformers) stay inside the functions that need them.
 """
@@ -26,7 +26,7 @@ from rag.errors import EmbedError, IndexMismatch, SettingsError
 
 if TYPE_CHECKING:
     from rag.settings import Settings
-    from rag.store import Home
+    from rag.store.home import Home
 
 HASH_MODEL = "hash"
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -287,7 +287,7 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
     """
     if settings.model in REGISTRY:
         return REGISTRY[settings.model]()
-    from rag.onnx_export import OnnxEmbedder, export_onnx, export_ready
+    from rag.embed.onnx import OnnxEmbedder, export_onnx, export_ready
 
     _, folder = locate_model(settings.model)
     export_dir = home.model_dir(recipe_fingerprint(folder))
@@ -321,7 +321,7 @@ def query_embedder_for(info: ModelInfo | dict, home: Home, *, onnx: bool = True)
     info = info if isinstance(info, ModelInfo) else ModelInfo.from_dict(info)
     if info.name in REGISTRY:
         return _checked(REGISTRY[info.name](), info)
-    from rag.onnx_export import OnnxEmbedder, export_ready
+    from rag.embed.onnx import OnnxEmbedder, export_ready
 
     export_dir = home.model_dir(info.source_fingerprint)
     if onnx and export_ready(export_dir, info.quantize):

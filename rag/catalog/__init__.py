@@ -1,0 +1,1 @@
+"""Stage 1, the reading list: markdown -> Sources (catalog), what each link names (links), and `rag add`."""
