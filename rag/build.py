@@ -9,18 +9,26 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from rag.catalog.catalog import load_list
+from rag.catalog.links import source_url
+from rag.embed import Embedder, ModelInfo, StreamingEncoder, open_embedder
 from rag.errors import ExtractError, RagError
+from rag.extract.chunk import CHUNKER_VERSION, chunk_document, chunk_recipe
+from rag.extract.extract import EXTRACTOR_VERSION, extract, stub_document
+from rag.fetch.fetch import FetchReport, fetch_sources
+from rag.retrieve.query import mine_acronyms
 from rag.settings import Settings
-from rag.store.snapshot import SnapshotData, SourceRecord, Snapshot, current_id, write_snapshot
 from rag.store.home import Home, sha256
-from rag.types import Chunk, Document, Fetched
+from rag.store.snapshot import Snapshot, SnapshotData, current_id, new_manifest, write_snapshot
+from rag.types import Chunk, Document, Fetched, Progress, Source, SourceRecord
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Gate = Callable[[Snapshot], None]  # run on the complete new snapshot before it is published; raises to refuse it
 
 
 @dataclass(frozen=True)
@@ -60,27 +68,22 @@ class _Clock:
     def __init__(self):
         self.timings: dict[str, float] = {}
 
-    def stage(self, name: str):
-        clock = self
-
-        class _Stage:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                clock.timings[name] = round(clock.timings.get(name, 0.0) + time.perf_counter() - self.start, 3)
-
-        return _Stage()
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
-def build(settings: Settings, *, progress: Progress | None = None, gate=None) -> BuildReport:
+def build(settings: Settings, *, progress: Progress | None = None, gate: Gate | None = None) -> BuildReport:
     """Sync the index with the reading list. One build at a time; readers keep the last good snapshot.
 
     Args:
-        gate: optional callable(new Snapshot folder data) used by `rag build --gate`; see rag.eval.gold.
+        gate: checks the complete new snapshot before it is published (`rag build --gate`:
+            rag.library.Library.gold_gate); an exception from it leaves the published snapshot serving.
     """
-    from rag.catalog.catalog import load_list
-
     home = Home(settings.home)
     with home.build_lock():
         clock = _Clock()
@@ -92,9 +95,7 @@ def build(settings: Settings, *, progress: Progress | None = None, gate=None) ->
         return _build_from(settings, home, fetched, clock, progress, warnings, gate)
 
 
-def _fetch(sources, settings, home, progress):
-    from rag.fetch.fetch import fetch_sources
-
+def _fetch(sources: tuple[Source, ...], settings: Settings, home: Home, progress: Progress | None) -> FetchReport:
     done = [0]
 
     def tick(_result):
@@ -105,9 +106,8 @@ def _fetch(sources, settings, home, progress):
     return fetch_sources(sources, settings, home, progress=tick)
 
 
-def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -> BuildReport:
-    from rag.embed import open_embedder
-
+def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock: _Clock, progress: Progress | None,
+                warnings: tuple[str, ...], gate: Gate | None) -> BuildReport:
     previous = _previous(home)
     if fetch_report.nothing_fetched and previous is not None and previous.manifest["counts"].get("ok", 0) > 0:
         note = (f"no source could be fetched (no network?); snapshot {previous.id} keeps serving. "
@@ -132,8 +132,6 @@ def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -
                            ("nothing changed: the published snapshot is up to date", *notes),
                            nothing_fetched=fetch_report.nothing_fetched)
     with clock.stage("index"):
-        from rag.retrieve.query import mine_acronyms
-
         manifest["timings"] = dict(clock.timings)
         data = SnapshotData(manifest, chunks, vectors, records, {"acronyms": mine_acronyms(chunks)})
         snapshot_id = write_snapshot(home, data, exact_max=settings.exact_max, keep=settings.keep_snapshots,
@@ -145,8 +143,6 @@ def _build_from(settings, home, fetch_report, clock, progress, warnings, gate) -
 
 def _document(result: Fetched, home: Home) -> tuple[Document, SourceRecord]:
     """Extract (or reuse) the document of one fetch result; a failure becomes a stub and a recorded reason."""
-    from rag.extract.extract import EXTRACTOR_VERSION, extract, stub_document
-
     source = result.source
     status, reason = result.status, result.reason
     document = None
@@ -167,8 +163,6 @@ def _document(result: Fetched, home: Home) -> tuple[Document, SourceRecord]:
 
 
 def _record(result: Fetched, status: str, reason: str, document: Document) -> SourceRecord:
-    from rag.retrieve.cite import source_url
-
     source, meta = result.source, result.meta
     year = source.year
     if meta.published[:4].isdigit() and source.kind == "arxiv":
@@ -178,19 +172,12 @@ def _record(result: Fetched, status: str, reason: str, document: Document) -> So
         title=meta.title or source.title, authors=tuple(meta.authors) or source.authors, year=year,
         url="", pages=len(document.pages) if status == "ok" else 0, blob=result.blob,
     )
-    return _replace(record, url=source_url(record))
+    return replace(record, url=source_url(record))
 
 
-def _replace(record: SourceRecord, **changes) -> SourceRecord:
-    from dataclasses import replace
-
-    return replace(record, **changes)
-
-
-def _prepare(results, embedder, settings, home, progress):
+def _prepare(results: tuple[Fetched, ...], embedder: Embedder, settings: Settings, home: Home,
+             progress: Progress | None) -> Iterator[tuple[SourceRecord, list[Chunk]]]:
     """(record, chunks) per fetch result, extracted and chunked, or both taken from the cache."""
-    from rag.extract.chunk import CHUNKER_VERSION, chunk_document
-
     max_tokens = settings.chunk_tokens or embedder.max_tokens
     for i, result in enumerate(results, 1):
         document, record = _document(result, home)
@@ -202,15 +189,17 @@ def _prepare(results, embedder, settings, home, progress):
             home.save_chunks(key, doc_chunks)
         if progress:
             progress("extract", i, len(results))
-        yield _replace(record, chunks=len(doc_chunks)), doc_chunks
+        yield replace(record, chunks=len(doc_chunks)), doc_chunks
 
 
-def _pipeline(results, embedder, home, settings, clock, progress):
+def _pipeline(results: tuple[Fetched, ...], embedder: Embedder, home: Home, settings: Settings, clock: _Clock,
+              progress: Progress | None) -> tuple[list[SourceRecord], list[Chunk], np.ndarray, int]:
     """Extract and chunk on a worker thread while this one encodes whatever is ready.
 
     pypdf is pure Python and holds the GIL while onnxruntime releases it, so extraction fills the gaps the
-    encoder leaves instead of adding its time to the build's (measured: build/raw-encoder 0.80 -> see bench).
-    Returns (records, chunks, vectors, number of chunks embedded), in list order.
+    encoder leaves instead of adding its time to the build's (measured by scripts/bench.py --only build: the
+    build runs at 0.78-0.92 of the raw encoder's chunks/s). Returns (records, chunks, vectors, number of chunks
+    embedded), in list order.
     """
     items: queue.Queue = queue.Queue(maxsize=16)
 
@@ -226,9 +215,9 @@ def _pipeline(results, embedder, home, settings, clock, progress):
         items.put(None)
 
     threading.Thread(target=produce, name="rag-extract", daemon=True).start()
-    encoder = _StreamingEncoder(embedder, home, settings, progress)
     records, chunks = [], []
-    try:
+    with home.embedding_cache(embedder.fingerprint) as cache:
+        encoder = StreamingEncoder(embedder, cache, batch_size=settings.batch_size, progress=progress)
         while (item := items.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
@@ -236,81 +225,20 @@ def _pipeline(results, embedder, home, settings, clock, progress):
             chunks.extend(item[1])
             encoder.add(item[1])
         vectors = encoder.finish(chunks)
-    finally:
-        encoder.close()
     clock.timings["embed"] = round(encoder.seconds, 3)
     return records, chunks, vectors, encoder.embedded
 
 
-class _StreamingEncoder:
-    """Embeds chunks as they arrive, in groups big enough to batch well; reuses cached vectors."""
-
-    def __init__(self, embedder, home, settings, progress):
-        self.embedder, self.settings, self.progress = embedder, settings, progress
-        self.cache = home.embedding_cache(embedder.fingerprint)
-        self.vectors: dict[str, np.ndarray] = {}
-        self.pending: dict[str, str] = {}  # hash -> text, waiting for a full group
-        self.embedded, self.seen_missing, self.seconds = 0, 0, 0.0
-        self.group = max(settings.batch_size * 8, 64)  # big enough that length-sorting within a group pays
-
-    def add(self, chunks: list[Chunk]) -> None:
-        new = [c for c in dict((c.hash, c) for c in chunks).values()
-               if c.hash not in self.vectors and c.hash not in self.pending]
-        self.vectors.update(self.cache.get_many([c.hash for c in new], self.embedder.dim))
-        for chunk in new:
-            if chunk.hash not in self.vectors:
-                self.pending[chunk.hash] = chunk.text
-                self.seen_missing += 1
-        while len(self.pending) >= self.group:
-            self._encode(list(self.pending)[: self.group])
-
-    def finish(self, chunks: list[Chunk]) -> np.ndarray:
-        while self.pending:
-            self._encode(list(self.pending)[: self.group])
-        if not chunks:
-            return np.zeros((0, self.embedder.dim), np.float32)
-        return np.stack([self.vectors[c.hash] for c in chunks]).astype(np.float32)
-
-    def _encode(self, hashes: list[str]) -> None:
-        start = time.perf_counter()
-        vectors = self.embedder.encode([self.pending.pop(h) for h in hashes], batch_size=self.settings.batch_size)
-        self.cache.put_many(hashes, vectors)
-        self.vectors.update(zip(hashes, vectors))
-        self.embedded += len(hashes)
-        self.seconds += time.perf_counter() - start
-        if self.progress:
-            self.progress("embed", self.embedded, self.seen_missing)
-
-    def close(self) -> None:
-        self.cache.close()
-
-
-def embed_chunks(chunks, embedder, home, settings, progress=None) -> tuple[np.ndarray, int]:
-    """Vectors for every chunk, in order: cached ones reused, the rest encoded and cached (rag eval uses this)."""
-    encoder = _StreamingEncoder(embedder, home, settings, progress)
-    try:
-        encoder.add(chunks)
-        return encoder.finish(chunks), encoder.embedded
-    finally:
-        encoder.close()
-
-
-def _manifest(settings, embedder, records, n_chunks) -> dict:
-    from rag.extract.chunk import CHUNKER_VERSION
-    from rag.embed import ModelInfo
-    from rag.extract.extract import EXTRACTOR_VERSION
-
-    return {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": ModelInfo.of(embedder).to_dict(),
-        "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_tokens or embedder.max_tokens,
-                    "overlap": settings.chunk_overlap},
-        "extractor": {"version": EXTRACTOR_VERSION},
-        "list": str(settings.list_path),
-        "counts": {"sources": len(records), "ok": sum(r.status == "ok" for r in records), "chunks": n_chunks},
-        "sources": {r.source.id: {"status": r.status, "reason": r.reason, "version": r.version, "pages": r.pages,
-                                  "chunks": r.chunks} for r in records},
-    }
+def _manifest(settings: Settings, embedder: Embedder, records: list[SourceRecord], n_chunks: int) -> dict:
+    return new_manifest(
+        model=ModelInfo.of(embedder).to_dict(),
+        chunker=chunk_recipe(settings.chunk_tokens or embedder.max_tokens, settings.chunk_overlap),
+        records=records, chunks=n_chunks,
+        extractor={"version": EXTRACTOR_VERSION},
+        list=str(settings.list_path),
+        sources={r.source.id: {"status": r.status, "reason": r.reason, "version": r.version, "pages": r.pages,
+                               "chunks": r.chunks} for r in records},
+    )
 
 
 def _previous(home: Home) -> Snapshot | None:

@@ -14,11 +14,10 @@ class CatalogError(RagError):
 
 
 class FetchError(RagError):
-    """A source could not be fetched; carries the source id."""
+    """A source could not be fetched; carries the status it leaves the source in (failed, not_found, unavailable)."""
 
-    def __init__(self, message: str, *, source_id: str = "", status: str = "failed"):
+    def __init__(self, message: str, *, status: str = "failed"):
         super().__init__(message)
-        self.source_id = source_id
         self.status = status
 
 

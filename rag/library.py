@@ -1,23 +1,42 @@
-"""The Python API, for notebooks and scripts; the CLI calls the same methods.
+"""The Python API, for notebooks and scripts; the CLI calls the same methods and nothing else.
 
     from rag import Library
     lib = Library.open()                 # RAG_HOME, or Library.open(home="path/to/index")
     answer = lib.ask("how does GQA differ from MQA", k=5, section="MQA")
     answer                                # renders as HTML in Jupyter, with clickable citations
     answer.to_dataframe()                 # with pandas installed
+    lib.build(); lib.fetch(); lib.add(["paper.pdf"]); lib.evaluate_gold("gold.jsonl")
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rag.answer.extractive import extractive_summary
+from rag.answer.llm import answer_with_fallback
+from rag.catalog.add import AddReport, add_papers
+from rag.catalog.catalog import DEFAULT_SECTION, Catalog, load_list
+from rag.embed import Embedder, query_embedder_for
+from rag.errors import GateFailed, IndexMissing
+from rag.eval.beir import BeirReport, TitleMode, evaluate_beir
+from rag.eval.files import GoldQuestion, load_gold
+from rag.eval.gold import GoldReport, gate_check, score_gold
+from rag.retrieve.cite import bibtex
+from rag.retrieve.query import Query
+from rag.retrieve.search import Filters, passages, retrieve
 from rag.settings import Settings
-from rag.store.snapshot import Snapshot, SourceRecord, current_id
 from rag.store.home import Home
-from rag.types import Answer
+from rag.store.snapshot import Snapshot, current_id
+from rag.types import Answer, Fetched, Progress, Source, SourceRecord
+
+if TYPE_CHECKING:  # for annotations; the modules themselves load inside the methods that run them
+    from rag.build import BuildReport
+    from rag.fetch.fetch import FetchReport
 
 
 @dataclass(frozen=True)
@@ -39,13 +58,18 @@ class Status:
 
 
 class Library:
-    """A reading list's index: build it, ask it. Model and index load once, on first use."""
+    """A reading list's index: build it, ask it. Model and index load once, on first use.
 
-    def __init__(self, settings: Settings | None = None):
+    `snapshot` pins the library to one snapshot instead of the published one (the build gate asks a candidate
+    snapshot its gold questions this way, through the same `ask`).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, snapshot: Snapshot | None = None):
         self.settings = settings or Settings()
         self.home = Home(self.settings.home)
-        self._snapshot: Snapshot | None = None
-        self._embedder = None
+        self._snapshot = snapshot
+        self._pinned = snapshot is not None
+        self._embedder: Embedder | None = None
         self._lock = threading.Lock()
         self.notices: list[str] = []  # one-time messages (e.g. "no ONNX export; using sentence-transformers")
 
@@ -61,6 +85,8 @@ class Library:
     def snapshot(self) -> Snapshot:
         """The published snapshot; reopened when a build has published a newer one since."""
         with self._lock:
+            if self._pinned:
+                return self._snapshot
             latest = current_id(self.home)
             if self._snapshot is None or (latest and latest != self._snapshot.id):
                 self._snapshot = Snapshot.open_current(self.home)
@@ -71,13 +97,12 @@ class Library:
         fingerprint = getattr(self._embedder, "fingerprint", None)
         return self._snapshot is not None and fingerprint == self._snapshot.manifest["model"]["fingerprint"]
 
-    def embedder(self):
-        snapshot = self.snapshot()
+    def embedder(self) -> Embedder:
+        """The query encoder for the published snapshot's model."""
+        return self._embedder_for(self.snapshot())
+
+    def _embedder_for(self, snapshot: Snapshot) -> Embedder:
         if self._embedder is None:
-            import warnings
-
-            from rag.embed import query_embedder_for
-
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self._embedder = query_embedder_for(snapshot.manifest["model"], self.home, onnx=self.settings.onnx)
@@ -103,34 +128,32 @@ class Library:
         Args:
             summary: "extractive" (default, no network), "llm" (RAG_LLM_URL; falls back to extractive), or None.
         """
-        from rag.retrieve.search import Filters, passages, search
-
         snapshot = self.snapshot()
-        embedder = self.embedder()
+        embedder = self._embedder_for(snapshot)
         s = self.settings
         filters = Filters(
             sections=_tuple(section), papers=_tuple(paper), year_min=year_min, year_max=year_max,
             include_references=s.include_references if include_references is None else include_references,
         )
-        result = search(
-            snapshot, embedder, question, k=k or s.k, per_paper=per_paper or s.per_paper, filters=filters,
-            fusion=s.fusion, lexical_weight=s.lexical_weight, candidates=s.candidates,
-            acronyms=snapshot.extra("acronyms", {}),
-        )
-        found = passages(snapshot, result)
-        answer = Answer(question, found, None, result.query.expanded, _side_aliases(result.query))
-        if summary and found:
-            answer = _with_summary(answer, embedder, s, summary, on_token)
+        found = retrieve(snapshot, embedder, question, s, k=k or s.k, per_paper=per_paper or s.per_paper,
+                         filters=filters)
+        cited = passages(snapshot, found)
+        answer = Answer(question, cited, None, found.query.expanded, _side_aliases(found.query))
+        if summary == "llm" and cited:
+            answer = replace(answer, summary=answer_with_fallback(
+                question, cited, embedder, s, sides=answer.sides, on_token=on_token, query_vector=found.query_vector))
+        elif summary and cited:
+            answer = replace(answer, summary=extractive_summary(
+                question, cited, embedder, sides=answer.sides, query_vector=found.query_vector))
         return answer
 
-    # ---- the rest of the product ------------------------------------------------------------------------
-    def build(self, progress=None, gate: str | Path | None = None):
-        """Sync the index with the reading list (see rag.build). Returns a BuildReport."""
-        from rag.build import build
+    def bibtex(self, answer: Answer) -> str:
+        """BibTeX entries of the sources an answer cites, each once, in order of first citation."""
+        snapshot = self.snapshot()
+        cited = dict.fromkeys(p.citation.source_id for p in answer.passages)
+        return bibtex(snapshot.sources[sid] for sid in cited)
 
-        report = build(self.settings, progress=progress, gate=_gate(gate, self.settings) if gate else None)
-        return report
-
+    # ---- what the index holds ---------------------------------------------------------------------------
     def sources(self) -> tuple[SourceRecord, ...]:
         """Every source of the published snapshot with its status."""
         snapshot = self.snapshot()
@@ -142,11 +165,78 @@ class Library:
         return Status(
             home=str(self.home.root), snapshot_id=snapshot.id, created=m.get("created", ""),
             model=m.get("model", {}), index=m.get("index", {}), counts=m.get("counts", {}),
-            sources=self.sources(), timings=m.get("timings", {}),
+            sources=tuple(snapshot.sources[sid] for sid in snapshot.source_ids), timings=m.get("timings", {}),
         )
 
+    # ---- the reading list and building ------------------------------------------------------------------
+    def reading_list(self) -> Catalog:
+        """The sources the reading list (RAG_LIST_PATH) names, and the lines it could not use."""
+        return load_list(self.settings.list_path)
 
-def _side_aliases(query) -> tuple[str, ...]:
+    def add(self, paths: Iterable[str | Path], *, section: str = DEFAULT_SECTION, dry_run: bool = False) -> AddReport:
+        """Append PDFs (or folders of them) to the reading list in its own style; papers listed already are skipped."""
+        return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=dry_run)
+
+    def fetch(self, *, sources: Sequence[Source] | None = None,
+              progress: Callable[[Fetched], None] | None = None) -> FetchReport:
+        """Download what the reading list names (or just `sources`) into the cache; one report per source."""
+        from rag.fetch.fetch import fetch_sources  # requests and arxiv: loaded here, never on the way of `ask`
+
+        sources = self.reading_list().sources if sources is None else tuple(sources)
+        return fetch_sources(sources, self.settings, self.home, progress=progress)
+
+    def build(self, progress: Progress | None = None, gate: str | Path | None = None) -> BuildReport:
+        """Sync the index with the reading list (see rag.build); with `gate`, a gold file the new snapshot must
+        not score worse on (by more than RAG_GATE_MARGIN) than the published one. Returns a BuildReport."""
+        from rag.build import build  # runs the fetch stage (requests, arxiv): loaded here, never on the way of `ask`
+
+        return build(self.settings, progress=progress, gate=self.gold_gate(gate) if gate else None)
+
+    # ---- evaluation -------------------------------------------------------------------------------------
+    def evaluate_gold(self, gold: str | Path, *, k: int = 10) -> GoldReport:
+        """`rag eval --gold`: ask each gold question of the published snapshot, as `ask` does (passages only)."""
+        return self._scored(load_gold(Path(gold)), k)
+
+    def _scored(self, questions: Sequence[GoldQuestion], k: int) -> GoldReport:
+        snapshot = self.snapshot()
+        pinned = self
+        if not self._pinned:  # one snapshot for every question, even if a build publishes meanwhile
+            pinned = Library(self.settings, snapshot=snapshot)
+            pinned._embedder = self._embedder_for(snapshot)
+        return score_gold(questions, lambda question: pinned.ask(question, k, summary=None).passages,
+                          snapshot_id=snapshot.id, held=set(snapshot.sources))
+
+    def gold_gate(self, gold: str | Path, margin: float | None = None) -> Callable[[Snapshot], None]:
+        """A `build` gate: score the new snapshot and the published one on the gold questions; GateFailed when
+        a metric falls by more than `margin` (default RAG_GATE_MARGIN). A broken gold file fails here, at once."""
+        gold = Path(gold)
+        questions = load_gold(gold)
+        margin = self.settings.gate_margin if margin is None else margin
+
+        def gate(candidate: Snapshot) -> None:
+            try:
+                published = Snapshot.open_current(self.home)
+            except IndexMissing:
+                published = None
+            new = Library(self.settings, snapshot=candidate)._scored(questions, 10)
+            old = Library(self.settings, snapshot=published)._scored(questions, 10) if published else None
+            result = gate_check(new, old, margin)
+            if not result.passed:
+                raise GateFailed(
+                    f"{gold}: not publishing snapshot {candidate.id}: {result.message}; the published snapshot "
+                    f"{published.id if published else ''} keeps serving (fix the regression or raise the margin)"
+                )
+
+        return gate
+
+    def evaluate_beir(self, folder: str | Path, *, split: str = "test", limit: int | None = None,
+                      title: TitleMode = "sentence", progress: Progress | None = None) -> BeirReport:
+        """`rag eval --beir`: index a BEIR dataset the product's way (in a private home under this one, once per
+        recipe) and score BM25, dense and hybrid retrieval on it."""
+        return evaluate_beir(Path(folder), self.settings, split=split, limit=limit, title=title, progress=progress)
+
+
+def _side_aliases(query: Query) -> tuple[str, ...]:
     """Each side as written plus the long forms it expands to: "GQA|grouped-query attention"."""
     aliases = []
     for label in query.side_labels:
@@ -159,24 +249,3 @@ def _tuple(value) -> tuple[str, ...]:
     if value is None:
         return ()
     return (value,) if isinstance(value, str) else tuple(value)
-
-
-def _with_summary(answer: Answer, embedder, settings: Settings, mode: str, on_token) -> Answer:
-    from dataclasses import replace
-
-    if mode == "llm":
-        from rag.answer.llm import answer_with_fallback
-
-        summary = answer_with_fallback(answer.query, answer.passages, embedder, settings, sides=answer.sides,
-                                       on_token=on_token)
-    else:
-        from rag.answer.extractive import extractive_summary
-
-        summary = extractive_summary(answer.query, answer.passages, embedder, sides=answer.sides)
-    return replace(answer, summary=summary)
-
-
-def _gate(gold: str | Path, settings: Settings):
-    from rag.eval.gold import gold_gate
-
-    return gold_gate(Path(gold), settings)

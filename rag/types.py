@@ -1,13 +1,17 @@
 """The small typed records that flow through the pipeline, one stage to the next.
 
-reading list -> Source -> Fetched -> Document -> Chunk -> (index) -> Passage(Citation) -> Answer
+reading list -> Source -> Fetched -> Document -> Chunk -> (index: SourceRecord) -> Passage(Citation) -> Answer
+
+A leaf: it imports nothing from rag, so every stage can use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+Progress = Callable[[str, int, int], None]  # what long stages report: (stage, done, total)
 SourceKind = Literal["arxiv", "acl", "github", "web", "pdf", "social", "local"]
 FetchStatus = Literal["ok", "not_found", "failed", "unavailable"]
 MediaType = Literal["pdf", "html", "markdown", "text"]
@@ -57,6 +61,23 @@ class Fetched:
     size: int = 0
     downloaded: bool = False  # True when this run transferred the bytes (False: reused from cache)
     meta: PaperMeta = field(default_factory=PaperMeta)
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What a snapshot knows about one source: the list entry, what was fetched, and how it went."""
+
+    source: Source
+    status: str  # ok | not_found | failed | unavailable
+    reason: str = ""
+    version: str | None = None  # 2305.13245v3
+    title: str = ""  # best known: publisher's metadata, else the list's
+    authors: tuple[str, ...] = ()
+    year: int | None = None
+    url: str = ""  # where the citation links (arXiv PDF of that version, the page, the local file)
+    pages: int = 0
+    chunks: int = 0
+    blob: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,10 +185,17 @@ class Summary:
     @property
     def text(self) -> str:
         """Sentences with their markers: "A … [1]. B … [2]."; a comparison pair reads "A … [1]; B … [2]"."""
+        return self.format()
+
+    def format(self, *, flags: bool = False) -> str:
+        """The sentences with their [n] markers; with `flags`, each doubtful one ends "(unverified: why)"."""
         parts = []
         for s in self.sentences:
             markers = "".join(f"[{m}]" for m in s.markers)
-            parts.append((f"{s.text} {markers}" if markers else s.text) + s.joiner)
+            text = f"{s.text} {markers}" if markers else s.text
+            if flags and s.flagged:
+                text += f" (unverified: {s.flagged})"
+            parts.append(text + s.joiner)
         return "".join(parts).strip()
 
 
@@ -182,12 +210,18 @@ class Answer:
     sides: tuple[str, ...] = ()  # the two sides of a comparison question, if it was one
 
     def _repr_html_(self) -> str:
-        from rag.cli.render import answer_html
-
-        return answer_html(self)
+        return _NOTEBOOK["html"](self)
 
     def to_dataframe(self):
         """One row per passage (needs pandas: `pip install rag[notebook]`)."""
-        from rag.cli.render import answer_dataframe
+        return _NOTEBOOK["dataframe"](self)
 
-        return answer_dataframe(self)
+
+# How an Answer shows itself in a notebook. rag.cli.render (all of rag's rendering) registers its renderers here,
+# and rag/__init__.py imports it, so they are in place whenever any rag module is; this module stays a leaf.
+_NOTEBOOK: dict[str, Callable[[Answer], object]] = {}
+
+
+def register_notebook_renderers(*, html: Callable[[Answer], str], dataframe: Callable[[Answer], object]) -> None:
+    """Set what `Answer._repr_html_` and `Answer.to_dataframe` call."""
+    _NOTEBOOK.update(html=html, dataframe=dataframe)

@@ -20,8 +20,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 def bench_extract(args: argparse.Namespace) -> None:
     """Extraction pages/s and chunking chunks/s on the real PDFs in ../shared/data/pdfs."""
+    from rag.embed.model import HashEmbedder
     from rag.extract.chunk import chunk_document
-    from rag.embed import HashEmbedder
     from rag.extract.extract import extract
     from rag.types import Fetched, Source
 
@@ -56,8 +56,8 @@ def bench_embed(args: argparse.Namespace) -> None:
     import subprocess
     import tempfile
 
-    from rag.embed import SentenceTransformerEmbedder
-    from rag.embed.onnx import OnnxEmbedder, export_onnx
+    from rag.embed.onnx import OnnxEmbedder
+    from rag.embed.torch import SentenceTransformerEmbedder, export_onnx
 
     corpus = SHARED_DATA / "scifact" / "corpus.jsonl"
     if not corpus.is_file():

@@ -1,7 +1,7 @@
 """Benchmark section `ask`: cold and warm question answering on a ~10k-chunk index of real text (SciFact).
 
 The index is SciFact's 5,183 abstracts chunked by the product's chunker at the default size (256 word pieces,
-~9.9k chunks), built by `rag.beir.beir_snapshot` (the `rag eval --beir` path) into a bench home kept between
+~9.9k chunks), built by `rag.eval.beir.beir_snapshot` (the `rag eval --beir` path) into a bench home kept between
 runs: the first run embeds (minutes on 2 cores), later runs reuse it.
 """
 
@@ -34,9 +34,9 @@ SUMMARY_EVERY = 4  # ask() with the extractive summary on every 4th question (50
 
 def ask_index(quick: bool):
     """(home, snapshot) of the SciFact bench index, built once per recipe; prints how it was obtained."""
-    from rag.eval.beir import beir_snapshot
     from rag.embed import ModelInfo, open_embedder
-    from rag.eval.gold import load_beir
+    from rag.eval.beir import beir_snapshot
+    from rag.eval.files import load_beir
     from rag.store.home import Home
 
     root = BENCH_ROOT / "ask"
@@ -45,7 +45,7 @@ def ask_index(quick: bool):
     data = load_beir(SCIFACT, "test")
     if quick:
         data = replace(data, corpus=data.corpus[:500])
-    (snapshot, reused), seconds = timed(beir_snapshot, data, embedder, settings, title="sentence")
+    (snapshot, reused), seconds = timed(beir_snapshot, data, embedder, settings, Home(root), title="sentence")
     home = snapshot.folder.parent.parent  # the eval recipe's own Home (snapshots/<id> under it)
     copy_model_export(root, home, ModelInfo.of(embedder).source_fingerprint)
     how = "reused" if reused else f"built in {seconds:.0f} s"
@@ -56,7 +56,7 @@ def ask_index(quick: bool):
 
 def cold(home: Path, snapshot, question: str, runs: int) -> None:
     """New process -> answer printed: `ask` (with and without its summary) vs the minimal ST script."""
-    from rag.embed import bundled_model_path
+    from rag.embed.model import bundled_model_path
 
     ask = Path(sys.executable).parent / "ask"
     commands = {

@@ -3,8 +3,8 @@
 Vectors come from a Gaussian mixture that looks like sentence embeddings (topic clusters of varied size and
 spread around a shared direction), not from the uniform sphere, where every point is nearly orthogonal to every
 other and nearest neighbours mean little. Queries are fresh draws from the same mixture. Exact and HNSW are
-built by the product (`rag.index.DenseIndex.build`, with `exact_max` forcing each kind) and queried through
-`DenseIndex.search`; IVF, which the product does not build today, is measured on faiss directly.
+built by the product (`rag.store.index.DenseIndex.build`, with `exact_max` forcing each kind) and queried through
+`DenseIndex.nearest`; IVF, which the product does not build today, is measured on faiss directly.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def exact_row(x: np.ndarray, queries: np.ndarray, lat_queries: np.ndarray) -> tu
 
     dense, build_s = timed(DenseIndex.build, x, exact_max=len(x))
     _, truth = dense.faiss.search(queries, K)
-    p50, p95 = single_query_latency(lambda q: dense.search(q, K), lat_queries)
+    p50, p95 = single_query_latency(lambda q: dense.nearest(q, K), lat_queries)
     return Row("exact (IndexFlatIP)", build_s, p50, p95, 1.0), truth
 
 
@@ -126,7 +126,7 @@ def hnsw_row(x: np.ndarray, queries, lat_queries, truth, budget: float) -> Row:
     build_s = time.perf_counter() - start
     name = f"HNSW M={HNSW_M} efC={efc} efS={ef} (tuned)"
     _, found = dense.faiss.search(queries, K)
-    p50, p95 = single_query_latency(lambda q: dense.search(q, K), lat_queries)
+    p50, p95 = single_query_latency(lambda q: dense.nearest(q, K), lat_queries)
     return Row(name, build_s, p50, p95, recall_at_k(found, truth),
                note=f"tuning recall {tuned_recall:.3f}; build includes tuning")
 

@@ -55,7 +55,7 @@ def run_timed(command: list[str], *, env: dict | None = None) -> tuple[subproces
 
 def scifact_queries(limit: int) -> list[str]:
     """The first `limit` SciFact questions of the test split, in file order (varied topics and lengths)."""
-    from rag.eval.gold import load_beir
+    from rag.eval.files import load_beir
 
     return list(load_beir(SCIFACT, "test").queries.values())[:limit]
 
@@ -82,11 +82,11 @@ def load_tests_module(name: str):
 
 def bench_settings(home: Path, **values):
     """Settings pinned to the defaults that matter here, whatever RAG_* variables the shell has set."""
-    from rag.settings import Settings
+    from rag.settings import Settings, default
 
-    pinned = dict(home=home, model="", quantize="none", onnx=True, chunk_tokens=0, chunk_overlap=32,
-                  batch_size=64, exact_max=50_000)
-    return Settings(**{**pinned, **values})
+    names = ("model", "quantize", "onnx", "chunk_tokens", "chunk_overlap", "batch_size", "exact_max")
+    pinned = {name: default(name) for name in names}
+    return Settings(**{**pinned, "home": home, **values})
 
 
 def copy_model_export(source_home: Path, target_home: Path, fingerprint: str) -> None:

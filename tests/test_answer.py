@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import shared_path
-from rag.answer.extractive import extractive_summary, format_summary, is_junk, normalize_space, split_sentences
+from rag.answer.extractive import extractive_summary, is_junk
+from rag.cli.render import format_summary
 from rag.embed import HashEmbedder, SentenceTransformerEmbedder
 from rag.extract.extract import extract
+from rag.text import normalize_space, split_sentences
 from rag.types import Chunk, Citation, Fetched, Passage, Sentence, Source, Summary
 
 # Papers of ../shared/data/pdfs used as a small corpus: file -> (name the text uses, citation label)

@@ -108,7 +108,7 @@ def test_dense_scores_equal_numpy_cosine(settings):
     snapshot = library.snapshot()
     vectors = np.load(snapshot.folder / "vectors.npy")
     query = library.embedder().encode(["medical research papers for consumers"])[0]
-    hits = snapshot.dense.search(query, 10)
+    hits = snapshot.dense.nearest(query, 10)
     np.testing.assert_allclose(hits.scores, vectors[hits.rows] @ query, rtol=1e-5, atol=1e-6)
     assert list(hits.rows) == list(np.argsort(-(vectors @ query), kind="stable")[:10])
 

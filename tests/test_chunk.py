@@ -8,7 +8,7 @@ import pytest
 from pdfgen import pdf_bytes
 
 from rag.extract.chunk import chunk_document
-from rag.embed import HashEmbedder, bundled_model_path
+from rag.embed.model import HashEmbedder, bundled_model_path
 from rag.extract.extract import extract
 from rag.store.home import sha256
 from rag.types import Chunk, Document, Fetched, Heading, Page, Source

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag.retrieve.cite import bibtex, cite, source_url, surname
-from rag.store.snapshot import SourceRecord
-from rag.types import Chunk, Source
+from rag.catalog.links import source_url
+from rag.retrieve.cite import bibtex, cite, surname
+from rag.types import Chunk, Source, SourceRecord
 
 
 def arxiv_record(authors=("Joshua Ainslie", "James Lee-Thorp", "Michiel de Jong"), **changes) -> SourceRecord:

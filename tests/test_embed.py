@@ -13,19 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embed import (
-    BUNDLED_NAME,
-    HashEmbedder,
-    ModelInfo,
-    SentenceTransformerEmbedder,
-    TorchFallbackWarning,
-    bundled_model_path,
-    open_embedder,
-    query_embedder_for,
-    recipe_fingerprint,
-)
+from rag.embed import ModelInfo, TorchFallbackWarning, open_embedder, query_embedder_for
+from rag.embed.model import BUNDLED_NAME, HashEmbedder, bundled_model_path, recipe_fingerprint
+from rag.embed.onnx import OnnxEmbedder, export_ready
+from rag.embed.torch import SentenceTransformerEmbedder, export_onnx
 from rag.errors import EmbedError, IndexMismatch, SettingsError
-from rag.embed.onnx import OnnxEmbedder, export_onnx, export_ready
 from rag.settings import Settings
 from rag.store.home import Home
 
@@ -88,7 +80,7 @@ def test_torch_vectors_are_unit_length_deterministic_and_in_order(torch_embedder
 
 
 def test_fingerprint_is_stable_across_processes_and_changes_with_weights(torch_embedder, tmp_path):
-    code = "from rag.embed import recipe_fingerprint as f, bundled_model_path as b; print(f(b()))"
+    code = "from rag.embed.model import recipe_fingerprint as f, bundled_model_path as b; print(f(b()))"
     other_process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other_process.stdout.strip() == torch_embedder.fingerprint
     assert HashEmbedder().fingerprint != torch_embedder.fingerprint
@@ -163,7 +155,7 @@ def test_open_embedder_exports_once_then_queries_with_onnx(torch_embedder, rag_h
         warnings.simplefilter("error", TorchFallbackWarning)  # the export is there: no fallback
         query = open_embedder(settings, home, purpose="query")
         info = ModelInfo.from_dict(json.loads(json.dumps(ModelInfo.of(built).to_dict())))
-        matched = query_embedder_for(info, home)
+        matched = query_embedder_for(info, home, onnx=True)
     assert isinstance(query, OnnxEmbedder) and isinstance(matched, OnnxEmbedder)
     assert matched.fingerprint == info.fingerprint and info.name == BUNDLED_NAME
     assert isinstance(open_embedder(settings.with_overrides(model="hash"), home, purpose="query"), HashEmbedder)
@@ -175,19 +167,19 @@ def test_model_mismatch_is_index_mismatch(torch_embedder, rag_home):
     home = Home(rag_home)
     other = dataclasses.replace(ModelInfo.of(torch_embedder), fingerprint="0123456789abcdef-mean-norm")
     with pytest.warns(TorchFallbackWarning), pytest.raises(IndexMismatch, match="rag build"):
-        query_embedder_for(other, home)  # no export for it here, and the model here has another fingerprint
+        query_embedder_for(other, home, onnx=True)  # no export for it here, and the model here has another fingerprint
     with pytest.raises(IndexMismatch, match="rag build"):
-        query_embedder_for(dataclasses.replace(ModelInfo.of(HashEmbedder()), dim=256), home)
+        query_embedder_for(dataclasses.replace(ModelInfo.of(HashEmbedder()), dim=256), home, onnx=True)
     with pytest.raises(IndexMismatch, match="rag build"):
         ModelInfo.from_dict({"name": BUNDLED_NAME})
     with pytest.raises(IndexMismatch, match="rag build"):
-        query_embedder_for(dataclasses.replace(ModelInfo.of(torch_embedder), quantize="int8"), home)
+        query_embedder_for(dataclasses.replace(ModelInfo.of(torch_embedder), quantize="int8"), home, onnx=True)
 
 
 def test_unloadable_model_is_a_clear_embed_error_without_network(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     code = (
-        "from rag.embed import SentenceTransformerEmbedder\n"
+        "from rag.embed.torch import SentenceTransformerEmbedder\n"
         "from rag.errors import EmbedError\n"
         "try:\n    SentenceTransformerEmbedder('no-such-org/no-such-model')\n"
         "except EmbedError as exc:\n    print(exc)\n"

@@ -1,4 +1,4 @@
-"""rag.eval.gold: metrics against hand-worked examples and ir-measures; BEIR loading; gold files; the gate;
+"""rag.eval: metrics against hand-worked examples and ir-measures; BEIR loading; gold files; the gate;
 `rag eval` end to end on a SciFact slice (real model) and on a snapshot built from real PDFs."""
 
 from __future__ import annotations
@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 
 from rag.errors import EvalError
-from rag.eval.gold import (
-    load_beir,
-    load_gold,
-    mrr_at_k,
-    ndcg_at_k,
-    recall_at_k,
-    score_run,
-)
+from rag.eval.files import load_beir, load_gold
+from rag.eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k, score_run
 
 # ---- metrics: hand-worked ----------------------------------------------------------------------------------
 
@@ -213,9 +207,9 @@ def test_beir_slice_is_deterministic_and_holds_the_judged_documents(scifact_dir)
 
 def test_beir_document_title_handling_and_recipe_key():
     from rag.eval.beir import beir_document, recipe_key
+    from rag.embed.model import HashEmbedder
+    from rag.eval.files import BeirDoc
     from rag.extract.chunk import chunk_document
-    from rag.embed import HashEmbedder
-    from rag.eval.gold import BeirDoc
 
     doc = BeirDoc("42", "Aspirin lowers fever.", "In a trial of 300 adults, aspirin reduced fever.")
     assert beir_document(doc, "sentence").pages[0].text == "Aspirin lowers fever. In a trial of 300 adults, aspirin reduced fever."
@@ -313,11 +307,11 @@ def _gold_file(tmp_path, ids) -> Path:
 
 
 def test_evaluate_gold_on_an_index_of_real_pdfs(real_pdfs, tmp_path, monkeypatch):
-    from rag.eval.gold import evaluate_gold_published
+    from rag.library import Library
 
     settings, ids, run_build = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage"])
     run_build()
-    report = evaluate_gold_published(settings, _gold_file(tmp_path, ids))
+    report = Library(settings).evaluate_gold(_gold_file(tmp_path, ids))
     ranks = [r.rank for r in report.results]
     assert ranks[:4] == [1, 1, 1, 1] and ranks[4] is None
     assert [r.page_ok for r in report.results] == [True, True, None, False, None]
@@ -331,9 +325,9 @@ def test_evaluate_gold_on_an_index_of_real_pdfs(real_pdfs, tmp_path, monkeypatch
 
 def test_gold_gate_refuses_a_worse_index_and_keeps_the_published_one(real_pdfs, tmp_path):
     from rag.errors import GateFailed
-    from rag.eval.gold import gold_gate
-    from rag.store.snapshot import current_id
+    from rag.library import Library
     from rag.store.home import Home
+    from rag.store.snapshot import current_id
 
     settings, ids, run_build = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage"])
     run_build()
@@ -342,13 +336,13 @@ def test_gold_gate_refuses_a_worse_index_and_keeps_the_published_one(real_pdfs, 
     published = current_id(home)
     # a list that lost PaperMage scores lower on the gold questions: not published
     worse, _, build_worse = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing"],
-                                        gate=gold_gate(gold, settings, 0.05))
+                                        gate=Library(settings).gold_gate(gold, 0.05))
     with pytest.raises(GateFailed, match=r"hit@1 0\.800 -> 0\.600"):
         build_worse()
     assert current_id(home) == published
     # one more paper, nothing lost: within the margin, published
     _, _, build_more = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage", "tables"],
-                                   gate=gold_gate(gold, settings, 0.05))
+                                   gate=Library(settings).gold_gate(gold, 0.05))
     build_more()
     assert current_id(home) != published
 
@@ -357,8 +351,8 @@ def test_rag_build_gate_flag_uses_the_gold_file(real_pdfs, tmp_path, rag_home):
     from typer.testing import CliRunner
 
     from rag.cli.app import app
-    from rag.store.snapshot import current_id
     from rag.store.home import Home
+    from rag.store.snapshot import current_id
 
     settings, ids, run_build = _build_pdfs(real_pdfs, tmp_path, ["citesee", "writing", "papermage"])
     run_build()

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from loopback import make_pdf, settings_for
 
-from rag.fetch.arxiv import make_client, parse_pdf_name
+from rag.fetch.arxiv import make_client
 from rag.fetch.fetch import FetchReport, fetch_sources, is_walled
 from rag.fetch.http import RagSession
+from rag.ids import parse_pdf_name
 from rag.settings import Settings
 from rag.store.home import Home, sha256
 from rag.types import Source
@@ -222,7 +223,7 @@ def test_cut_off_transfer_leaves_no_blob_and_the_next_run_resumes(arxiv_server, 
     failed = result(first, "arxiv:2305.13245")
     assert failed.status == "failed" and failed.blob is None and first.downloads == 0
     assert not home.has_blob(sha256(pdf))
-    partial = home.partial_path(f"{arxiv_server.url}/pdf/2305.13245v1")
+    partial = home.partial(f"{arxiv_server.url}/pdf/2305.13245v1").path
     kept = partial.stat().st_size
     assert 0 < kept <= len(pdf) // 2
 
@@ -249,11 +250,11 @@ def test_a_stale_part_file_is_restarted_cleanly(arxiv_server, home):
     for name in ("long", "changed", "garbled"):
         arxiv_server.add_pdf(f"/files/{name}.pdf", pdf)
     url = {name: f"{arxiv_server.url}/files/{name}.pdf" for name in ("long", "changed", "garbled")}
-    home.partial_path(url["long"]).write_bytes(b"x" * (len(pdf) + 10))  # longer than the file: HTTP 416
-    changed = home.partial_path(url["changed"])  # the start of an older copy: If-Range makes the server resend all
-    changed.write_bytes(b"%PDF-1.4 an older copy of this file")
-    home.partial_validator_path(changed).write_text('"old-etag"')
-    home.partial_path(url["garbled"]).write_bytes(b"not a pdf at all")  # no validator: resumes, fails, restarts
+    home.partial(url["long"]).path.write_bytes(b"x" * (len(pdf) + 10))  # longer than the file: HTTP 416
+    changed = home.partial(url["changed"])  # the start of an older copy: If-Range makes the server resend all
+    changed.path.write_bytes(b"%PDF-1.4 an older copy of this file")
+    changed.validator_path.write_text('"old-etag"')
+    home.partial(url["garbled"]).path.write_bytes(b"not a pdf at all")  # no validator: resumes, fails, restarts
     sources = [Source(id=f"url:{name}", kind="pdf", url=url[name]) for name in ("long", "changed", "garbled")]
 
     report = run(arxiv_server, home, sources)

@@ -16,11 +16,11 @@ def clustered(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
 
 def test_exact_search_matches_numpy():
     x = clustered(2_000)
-    dense = DenseIndex.build(x)
+    dense = DenseIndex.build(x, exact_max=len(x))
     assert dense.kind == "exact"
     query = x[7] + 0.5 * x[8]
     query /= np.linalg.norm(query)
-    hits = dense.search(query, 10)
+    hits = dense.nearest(query, 10)
     expected = np.argsort(-(x @ query), kind="stable")[:10]
     assert list(hits.rows) == list(expected)
     np.testing.assert_allclose(hits.scores, x[hits.rows] @ query, rtol=1e-5, atol=1e-6)
@@ -34,6 +34,6 @@ def test_hnsw_is_tuned_to_the_recall_target_on_held_out_queries():
     queries = x[rng.integers(0, len(x), 100)] + x[rng.integers(0, len(x), 100)]
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     truth = np.argsort(-(queries @ x.T), axis=1)[:, :10]
-    found = [dense.search(q, 10).rows for q in queries]
+    found = [dense.nearest(q, 10).rows for q in queries]
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
     assert recall >= RECALL_TARGET - 0.03

@@ -296,9 +296,9 @@ def test_streamed_answer_is_followed_by_the_check_not_repeated(server, passages,
 
     summary = ask(server, passages, embedder, "badcite")
     answer = Answer(QUERY, tuple(passages), summary)
-    out = ask_output(answer, None, as_json=False, explain=False, bib=False, color=False, streamed=True)
+    out = ask_output(answer, as_json=False, explain=False, color=False, streamed=True)
     assert out.lstrip().startswith("Note:") and summary.notice in out
     assert "Answer (" not in out  # the words were already streamed
     fallback = Answer(QUERY, tuple(passages), ask(server, passages, embedder, "error500"))
-    shown = ask_output(fallback, None, as_json=False, explain=False, bib=False, color=False, streamed=True)
+    shown = ask_output(fallback, as_json=False, explain=False, color=False, streamed=True)
     assert shown.lstrip().startswith("Answer (extractive)")

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embed import HashEmbedder
+from rag.embed.model import HashEmbedder
 from rag.errors import FilterError
-from rag.store.index import LexicalIndex, lexical_tokens
 from rag.retrieve.query import mine_acronyms
-from rag.retrieve.search import Filters, fuse_rrf, fuse_zscore, passages, rank, row_mask, search, zscore
-from rag.store.snapshot import Snapshot, SnapshotData, SourceRecord, write_snapshot
+from rag.retrieve.search import Filters, fuse_rrf, fuse_zscore, passages, rank, retrieve, row_mask, zscore
+from rag.settings import Settings
 from rag.store.home import Home
-from rag.types import Chunk, Source
+from rag.store.index import LexicalIndex, lexical_tokens
+from rag.store.snapshot import Snapshot, SnapshotData, write_snapshot
+from rag.types import Chunk, Source, SourceRecord
 
 GQA = "arxiv:2305.13245"
 MQA = "arxiv:1911.02150"
@@ -99,6 +100,12 @@ def embedder() -> HashEmbedder:
     return HashEmbedder()
 
 
+@pytest.fixture
+def settings() -> Settings:
+    """The defaults (the autouse fixture has cleared any RAG_* variable of the shell)."""
+    return Settings()
+
+
 def texts_of(snapshot: Snapshot, result) -> list[str]:
     return [c.text for c in snapshot.chunks([h.row for h in result.hits])]
 
@@ -107,23 +114,24 @@ def sources_of(snapshot: Snapshot, hits) -> list[str]:
     return [snapshot.source_ids[snapshot.row_source[h.row]] for h in hits]
 
 
-def test_fused_results_put_the_right_chunk_first(snapshot, embedder):
-    result = search(snapshot, embedder, "how are multi-head checkpoints converted by uptraining with mean pooling")
+def test_fused_results_put_the_right_chunk_first(snapshot, embedder, settings):
+    question = "how are multi-head checkpoints converted by uptraining with mean pooling"
+    result = retrieve(snapshot, embedder, question, settings)
     assert texts_of(snapshot, result)[0].startswith("Uptraining converts")
     top = result.hits[0]
     assert top.dense_rank == 1 and top.lexical_rank == 1
     assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
 
 
-def test_acronym_in_question_is_expanded_from_the_snapshot(snapshot, embedder):
-    result = search(snapshot, embedder, "what does RoPE do when the window grows")
+def test_acronym_in_question_is_expanded_from_the_snapshot(snapshot, embedder, settings):
+    result = retrieve(snapshot, embedder, "what does RoPE do when the window grows", settings)
     assert "rotary position embedding" in result.query.expanded
     assert sources_of(snapshot, result.hits)[0] == PI
 
 
-def test_dense_scores_equal_numpy_cosine(snapshot, embedder):
+def test_dense_scores_equal_numpy_cosine(snapshot, embedder, settings):
     query = embedder.encode(["keys and values shared across heads"])[0]
-    hits = rank(snapshot, query, "", mode="dense", candidates=50)
+    hits = rank(snapshot, query, "", settings, mode="dense", candidates=50)
     vectors = np.load(snapshot.folder / "vectors.npy")
     cosine = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
     assert [h.row for h in hits] == list(np.argsort(-cosine, kind="stable")) and len(hits) == snapshot.size
@@ -156,27 +164,29 @@ def test_bm25_matches_a_hand_worked_lucene_formula():
     assert index.scores("zebra").tolist() == [0.0] * 5
 
 
-def test_at_most_per_paper_passages_from_one_source(snapshot, embedder):
+def test_at_most_per_paper_passages_from_one_source(snapshot, embedder, settings):
     question = "length extrapolation attention resolution blockwise causal"
-    capped = search(snapshot, embedder, question, k=5, per_paper=2)
+    capped = retrieve(snapshot, embedder, question, settings, k=5, per_paper=2)
     assert sources_of(snapshot, capped.hits).count(LEX) == 2 and len(capped.hits) == 5
-    uncapped = search(snapshot, embedder, question, k=5, per_paper=0)
+    uncapped = retrieve(snapshot, embedder, question, settings, k=5, per_paper=0)
     assert sources_of(snapshot, uncapped.hits).count(LEX) == 5
 
 
-def test_filters_by_section_paper_and_year(snapshot, embedder):
+def test_filters_by_section_paper_and_year(snapshot, embedder, settings):
     question = "attention keys values heads"
-    by_section = search(snapshot, embedder, question, k=10, filters=Filters(sections=("mqa",)))
+    by_section = retrieve(snapshot, embedder, question, settings, k=10, filters=Filters(sections=("mqa",)))
     assert set(sources_of(snapshot, by_section.hits)) == {GQA, MQA}
-    context = search(snapshot, embedder, question, k=10, per_paper=0, filters=Filters(sections="Context"))
+    context = retrieve(snapshot, embedder, question, settings, k=10, per_paper=0,
+                       filters=Filters(sections="Context"))
     assert set(sources_of(snapshot, context.hits)) == {PI, LEX}
     for paper in ("2305.13245", "arxiv:2305.13245", "2305.13245v3", "https://arxiv.org/abs/2305.13245"):
-        hits = search(snapshot, embedder, question, k=10, filters=Filters(papers=(paper,))).hits
+        hits = retrieve(snapshot, embedder, question, settings, k=10, filters=Filters(papers=(paper,))).hits
         assert set(sources_of(snapshot, hits)) == {GQA}, paper
-    years = search(snapshot, embedder, question, k=10, per_paper=0, filters=Filters(year_min=2020, year_max=2022))
+    years = retrieve(snapshot, embedder, question, settings, k=10, per_paper=0,
+                     filters=Filters(year_min=2020, year_max=2022))
     assert set(sources_of(snapshot, years.hits)) == {SWITCH, LEX}
     with pytest.raises(FilterError, match="2399.00001"):
-        search(snapshot, embedder, question, filters=Filters(papers=("2399.00001",)))
+        retrieve(snapshot, embedder, question, settings, filters=Filters(papers=("2399.00001",)))
 
 
 def test_row_mask_is_cached_and_read_only(snapshot):
@@ -185,25 +195,25 @@ def test_row_mask_is_cached_and_read_only(snapshot):
     assert not first.flags.writeable and first.sum() == 6 - 1  # GQA's reference chunk is left out
 
 
-def test_references_left_out_unless_asked_for(snapshot, embedder):
+def test_references_left_out_unless_asked_for(snapshot, embedder, settings):
     question = "zanzibar bibliography marmalade"
-    default = search(snapshot, embedder, question, k=3)
+    default = retrieve(snapshot, embedder, question, settings, k=3)
     assert all(not c.is_references for c in snapshot.chunks([h.row for h in default.hits]))
-    included = search(snapshot, embedder, question, k=3, filters=Filters(include_references=True))
+    included = retrieve(snapshot, embedder, question, settings, k=3, filters=Filters(include_references=True))
     assert snapshot.chunks([included.hits[0].row])[0].is_references
 
 
-def test_comparison_question_returns_both_sides(snapshot, embedder):
+def test_comparison_question_returns_both_sides(snapshot, embedder, settings):
     question = "how does GQA differ from MQA?"
-    result = search(snapshot, embedder, question, k=2)
+    result = retrieve(snapshot, embedder, question, settings, k=2)
     expanded = result.query.expanded
-    plain = rank(snapshot, embedder.encode([expanded])[0], expanded, mask=row_mask(snapshot, Filters()))
+    plain = rank(snapshot, embedder.encode([expanded])[0], expanded, settings, mask=row_mask(snapshot, Filters()))
     assert sources_of(snapshot, plain[:2]) == [GQA, GQA]  # the question's own ranking alone shows one side
     assert result.query.is_comparison and result.query.side_labels == ("GQA", "MQA")
     assert {h.side for h in result.hits} == {"GQA", "MQA"}
     by_side = {h.side: sources_of(snapshot, [h])[0] for h in result.hits}
     assert by_side == {"GQA": GQA, "MQA": MQA}
-    wide = search(snapshot, embedder, question, k=5, per_paper=2)
+    wide = retrieve(snapshot, embedder, question, settings, k=5, per_paper=2)
     assert sources_of(snapshot, wide.hits).count(GQA) <= 2 and MQA in sources_of(snapshot, wide.hits)
 
 
@@ -219,34 +229,35 @@ def test_zscore_fusion_on_a_hand_worked_example():
 
 def test_hybrid_scores_are_zscores_over_the_union_of_candidates(snapshot, embedder):
     question = "memory bandwidth of decoding with one expert"
-    hits = rank(snapshot, embedder.encode([question])[0], question, candidates=2, lexical_weight=0.25)
+    hits = rank(snapshot, embedder.encode([question])[0], question, Settings(lexical_weight=0.25), candidates=2)
     assert len(hits) == 3 and sum(h.dense_rank is not None for h in hits) == 2  # the lists differ in one row
     assert all(h.dense_score is not None and h.lexical_score is not None for h in hits)
     dense = np.array([h.dense_score for h in hits])
     lexical = np.array([h.lexical_score for h in hits])
     np.testing.assert_allclose([h.score for h in hits], 0.25 * zscore(lexical) + 0.75 * zscore(dense), atol=1e-9)
-    rrf = rank(snapshot, embedder.encode([question])[0], question, candidates=2, fusion="rrf")
+    rrf = rank(snapshot, embedder.encode([question])[0], question, Settings(fusion="rrf"), candidates=2)
     for h in rrf:
         assert h.score == pytest.approx(sum(1 / (60 + r) for r in (h.dense_rank, h.lexical_rank) if r))
 
 
-def test_hnsw_index_still_finds_the_right_chunk(rag_home, embedder):
+def test_hnsw_index_still_finds_the_right_chunk(rag_home, embedder, settings):
     snapshot = build(rag_home, exact_max=4)
     assert snapshot.dense.kind == "hnsw" and (snapshot.folder / "vectors.faiss").exists()
-    result = search(snapshot, embedder, "how are multi-head checkpoints converted by uptraining with mean pooling")
+    question = "how are multi-head checkpoints converted by uptraining with mean pooling"
+    result = retrieve(snapshot, embedder, question, settings)
     assert texts_of(snapshot, result)[0].startswith("Uptraining converts")
-    narrow = search(snapshot, embedder, "switch routing experts", filters=Filters(papers=("2101.03961",)))
+    narrow = retrieve(snapshot, embedder, "switch routing experts", settings, filters=Filters(papers=("2101.03961",)))
     assert sources_of(snapshot, narrow.hits) == [SWITCH]
 
 
-def test_lexical_only_mode_needs_no_embedder(snapshot):
-    result = search(snapshot, None, "load balancing loss capacity factor", mode="lexical")
+def test_lexical_only_mode_needs_no_embedder(snapshot, settings):
+    result = retrieve(snapshot, None, "load balancing loss capacity factor", settings, mode="lexical")
     assert sources_of(snapshot, result.hits)[0] == SWITCH
     assert all(h.dense_score is None and h.lexical_rank is not None for h in result.hits)
 
 
-def test_passages_carry_citations_and_ranks(snapshot, embedder):
-    result = search(snapshot, embedder, "how does GQA differ from MQA", k=4)
+def test_passages_carry_citations_and_ranks(snapshot, embedder, settings):
+    result = retrieve(snapshot, embedder, "how does GQA differ from MQA", settings, k=4)
     found = passages(snapshot, result)
     assert len(found) == len(result.hits) == 4
     for passage, hit in zip(found, result.hits):
@@ -261,5 +272,5 @@ def test_passages_carry_citations_and_ranks(snapshot, embedder):
 def test_empty_snapshot_returns_no_hits(rag_home, embedder):
     data = SnapshotData({}, [], np.zeros((0, embedder.dim), np.float32), [], {})
     write_snapshot(Home(rag_home), data, exact_max=10, keep=1)
-    assert search(Snapshot.open_current(Home(rag_home)), embedder, "anything").hits == ()
+    assert retrieve(Snapshot.open_current(Home(rag_home)), embedder, "anything", Settings()).hits == ()
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
+from rag.text import content_terms, normalize_space, split_sentences
 from rag.types import Passage, Sentence, Summary
 
 # Relevance of a sentence = DENSE_WEIGHT * cosine(query, sentence) + TERM_WEIGHT * (share of the query's
@@ -34,76 +34,14 @@ MAX_PASSAGES = 8  # sentences come from at most this many top passages
 MAX_ENCODED, SIDE_ENCODED = 10, 3  # sentences encoded per answer (see _shortlist), and kept per comparison side
 MIN_WORDS, MAX_WORDS = 6, 80  # shorter is a fragment; longer is usually a table or run-on extraction
 
-_STOPWORDS = frozenset(
-    """a about above after again all also am an and any are as at be because been before being below between
-    both but by can could did do does doing down during each few for from further had has have having he her
-    here hers him his how i if in into is it its itself just me more most my no nor not of off on once only or
-    other our ours out over own same she should so some such than that the their theirs them then there these
-    they this those through to too under until up very was we were what when where which while who whom why
-    will with would you your yours differ differs difference differences different compare compared comparison
-    versus vs explain describe work works use used using""".split()
-)
-# Abbreviations that end in a period without ending a sentence (pysbd splits after some of them).
-_ABBREVIATION_END = re.compile(
-    r"(?:\bet al|\be\.g|\bi\.e|\bcf|\bvs|\bapprox|\bresp|\b(?:Fig|Figs|Eq|Eqs|Sec|Secs|Sect|Tab|Tabs|Ref|Refs"
-    r"|App|Appx|Alg|Thm|Def|Prop|Lem|Cor|Ch|No|Nos|Vol|pp|p))\.$",
-    re.IGNORECASE,
-)
 _REFERENCE_LIKE = re.compile(
     r"^\s*\[\d+\]|\bIn Proceedings\b|\barXiv preprint\b|\bdoi\.org\b|\bhttps?://|\bpp\.\s*\d|\bvol\.\s*\d", re.I
 )
 _YEAR_CITE = re.compile(r"\(\d{4}[a-z]?\)|\b(?:19|20)\d{2}[a-z]?\.")
-_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 # Chunks are token windows, so their first and last sentences are often cut: keep only sentences that
 # start like one (not in lower case) and end like one (full stop, ? or !, maybe inside quotes or brackets).
 _SENTENCE_END = re.compile(r"[.!?][\"'’”)\]]*$")
 _CODE_LIKE = re.compile(r">>>|\s==?\s|\w\s?\(\s*\)|[{};]\s*$")  # code listings and equations
-
-
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
-
-    return pysbd.Segmenter(language="en", clean=False)
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def normalize_space(text: str) -> str:
-    """Collapse every run of whitespace to one space (what "verbatim" is measured against)."""
-    return " ".join(text.split())
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text` (whitespace-normalized), each a verbatim substring of the normalized text.
-
-    pysbd does the splitting; its misses on scientific prose ("Eq. (2)", "Fig. 3", "et al. [12]") are
-    mended by joining a piece to the previous one when that ends in a known abbreviation or the piece
-    starts in lower case.
-    """
-    normalized = normalize_space(text)
-    if not normalized:
-        return []
-    sentences: list[str] = []
-    for piece in (p.strip() for p in _segmenter().segment(normalized)):
-        if not piece:
-            continue
-        if sentences and (_ABBREVIATION_END.search(sentences[-1]) or piece[0].islower()):
-            sentences[-1] = f"{sentences[-1]} {piece}"
-        else:
-            sentences.append(piece)
-    return sentences
-
-
-def content_terms(text: str) -> frozenset[str]:
-    """Lowercased, stemmed content words (stopwords and question words dropped)."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and not w.isdigit()]
-    return frozenset(_stemmer().stemWords(words))
 
 
 def is_junk(sentence: str) -> bool:
@@ -196,9 +134,15 @@ def _shortlist(query: str, candidates: list[_Candidate], sides) -> list[_Candida
     return [c for i, c in enumerate(candidates) if i in keep]
 
 
-def _relevance(query: str, candidates: list[_Candidate], embedder) -> tuple[np.ndarray, np.ndarray]:
-    """(relevance per candidate, candidate-by-candidate cosine matrix), from one encoder batch."""
-    vectors = np.asarray(embedder.encode([query] + [c.text for c in candidates]), dtype=np.float32)
+def _relevance(query: str, candidates: list[_Candidate], embedder,
+               query_vector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(relevance per candidate, candidate-by-candidate cosine matrix), from one encoder batch (the query's
+    own vector too, unless retrieval already made it)."""
+    texts = [c.text for c in candidates]
+    if query_vector is None:
+        vectors = np.asarray(embedder.encode([query] + texts), dtype=np.float32)
+    else:
+        vectors = np.vstack([np.asarray(query_vector, np.float32), np.asarray(embedder.encode(texts), np.float32)])
     cosine = vectors[1:] @ vectors[0]
     query_terms = content_terms(query)
     overlap = np.array([len(c.terms & query_terms) / max(len(query_terms), 1) for c in candidates])
@@ -261,11 +205,13 @@ def extractive_summary(
     *,
     sides: tuple[str, ...] = (),
     max_sentences: int = 4,
+    query_vector: np.ndarray | None = None,
 ) -> Summary:
     """A 2-5 sentence answer taken verbatim from `passages` (best first), each marked [n] (1-based).
 
     Args:
         embedder: anything with `.encode(texts) -> unit vectors` (rag.embed.Embedder); called once.
+        query_vector: the query's vector when the caller already has it (retrieval encoded the same text).
         sides: the two sides of a comparison question, e.g. ("GQA|grouped-query attention", "MQA");
             the answer then opens with one sentence about each, joined "A … [i]; B … [j]".
         max_sentences: clamped to 2-5.
@@ -276,7 +222,7 @@ def extractive_summary(
     limit = min(max(max_sentences, MIN_SENTENCES), MAX_SENTENCES)
     parsed = parse_sides(sides)
     candidates = _shortlist(query, candidates, parsed)
-    relevance, similarity = _relevance(query, candidates, embedder)
+    relevance, similarity = _relevance(query, candidates, embedder, query_vector)
     pair: list[int] = []
     missing = []
     for side in parsed[:2]:
@@ -292,18 +238,3 @@ def extractive_summary(
     sentences += [_sentence(candidates[i]) for i in rest]
     notice = f"no passage sentence mentions {' or '.join(missing)}" if missing else ""
     return Summary(sentences=tuple(sentences), method="extractive", notice=notice)
-
-
-def format_summary(summary: Summary) -> str:
-    """Plain text for a terminal: the sentences with their [n] markers, doubtful ones marked, then the notice."""
-    parts = []
-    for s in summary.sentences:
-        markers = "".join(f"[{m}]" for m in s.markers)
-        text = f"{s.text} {markers}" if markers else s.text
-        if s.flagged:
-            text += f" (unverified: {s.flagged})"
-        parts.append(text + s.joiner)
-    lines = ["".join(parts).strip()] if parts else []
-    if summary.notice:
-        lines.append(f"Note: {summary.notice}")
-    return "\n".join(lines)

@@ -20,9 +20,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from rag.answer.extractive import extractive_summary, normalize_space, split_sentences
+import numpy as np
+
+from rag.answer.extractive import extractive_summary
 from rag.errors import LLMError
 from rag.settings import Settings
+from rag.text import normalize_space, split_sentences
 from rag.types import Passage, Sentence, Summary
 
 SYSTEM_PROMPT = (
@@ -228,6 +231,7 @@ def answer_with_fallback(
     *,
     sides: tuple[str, ...] = (),
     on_token: Callable[[str], None] | None = None,
+    query_vector: np.ndarray | None = None,
 ) -> Summary:
     """The LLM answer when `settings.llm_url` is set and the endpoint works; otherwise the extractive one.
 
@@ -236,10 +240,10 @@ def answer_with_fallback(
     `on_token` (for a terminal) receives the LLM reply as it streams, before verification.
     """
     if not settings.llm_url or not passages:
-        return extractive_summary(query, passages, embedder, sides=sides)
+        return extractive_summary(query, passages, embedder, sides=sides, query_vector=query_vector)
     try:
         return llm_summary(query, passages, settings, on_token=on_token)
     except LLMError as exc:
-        fallback = extractive_summary(query, passages, embedder, sides=sides)
+        fallback = extractive_summary(query, passages, embedder, sides=sides, query_vector=query_vector)
         notice = f"LLM endpoint {settings.llm_url} failed ({exc.reason}); showing the extractive answer"
         return replace(fallback, notice="; ".join(n for n in (notice, fallback.notice) if n))

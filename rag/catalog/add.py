@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from rag.catalog.catalog import HEADING_RE, Catalog, heading_title, load_list, parse_list
+from rag.catalog.catalog import DEFAULT_SECTION, HEADING_RE, Catalog, heading_title, parse_list, read_list_text
+from rag.catalog.links import local_target
 from rag.errors import ExtractError
-from rag.catalog.links import ARXIV_ID, local_target
-from rag.extract.pdftext import captured_pypdf_warnings, clean_text
+from rag.extract.pdftext import captured_pypdf_warnings, clean_text, is_pdf
+from rag.ids import ARXIV_ID, new_id_in_name
 from rag.store.home import atomic_write
 
-DEFAULT_SECTION = "Local papers"
-_NAME_ID_RE = re.compile(r"(?<![\d.])(?P<id>\d{4}\.\d{4,5})(?:v(?P<v>\d+))?(?![\d])")
 _STAMP_RE = re.compile(rf"arXiv:\s*{ARXIV_ID}\s*\[[^\]]*\]\s*(?:\d{{1,2}}\s+\w{{3}}\s+(?P<year>\d{{4}}))?")
 _META_ID_RE = re.compile(rf"arXiv[:\s]\s*{ARXIV_ID}", re.IGNORECASE)
 _NOT_A_NAME = re.compile(
@@ -92,7 +91,7 @@ def describe_pdf(path: Path) -> PdfFacts:
             head = handle.read(1024)
     except OSError as exc:
         raise ExtractError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if b"%PDF-" not in head:
+    if not is_pdf(head):
         raise ExtractError(f"{path}: not a PDF (no %PDF- header)")
     with captured_pypdf_warnings():
         try:
@@ -135,9 +134,9 @@ def _arxiv_id(name: str, page_text: str, meta: dict) -> tuple[str | None, int | 
     stamp = _STAMP_RE.search(page_text)
     if stamp:
         return stamp["id"], int(stamp["v"]) if stamp["v"] else None, int(stamp["year"]) if stamp["year"] else None
-    named = _NAME_ID_RE.search(name)
+    named = new_id_in_name(name)
     if named:
-        return named["id"], int(named["v"]) if named["v"] else None, None
+        return named[0], named[1], None
     for key in ("/Subject", "/Keywords", "/Title"):
         found = _META_ID_RE.search(meta.get(key, ""))
         if found:
@@ -284,8 +283,8 @@ def add_papers(
 ) -> AddReport:
     """Add each PDF (or every PDF in a folder) to the list under `section`, skipping papers already listed."""
     list_path = Path(list_path)
-    old_text = list_path.read_bytes().decode("utf-8") if list_path.exists() else ""
-    catalog = load_list(list_path) if list_path.exists() else Catalog()
+    old_text = read_list_text(list_path) if list_path.exists() else ""
+    catalog = parse_list(old_text.removeprefix("\ufeff"), base_dir=list_path.parent) if old_text else Catalog()
     known = _Known(catalog)
     entries: list[tuple[PdfFacts, str]] = []
     skipped: list[SkippedPaper] = []
@@ -305,10 +304,7 @@ def add_papers(
     new_text = splice(old_text, section, [entry for _, entry in entries]) if entries else old_text
     added = _located(entries, new_text, list_path.parent)
     if entries and not dry_run:
-        mode = list_path.stat().st_mode & 0o7777 if list_path.exists() else None
-        atomic_write(list_path, new_text.encode("utf-8"))
-        if mode is not None:
-            os.chmod(list_path, mode)  # atomic_write's temp file is 0600; keep the list's own permissions
+        atomic_write(list_path, new_text.encode("utf-8"))  # keeps the list's own permissions
     return AddReport(list_path, section, tuple(added), tuple(skipped), tuple(failed), dry_run)
 
 

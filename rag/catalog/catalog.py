@@ -28,6 +28,7 @@ _YEAR_RE = re.compile(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)")
 _LABEL_RE = re.compile(r"^\s*(?P<label>[^:\[\]()\"“”]{1,60}?):\s")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}(?:-\d{2})?$")
 NO_IDENTIFIER = "no link or identifier found"
+DEFAULT_SECTION = "Local papers"  # the heading `rag add` puts new entries under when given none
 KIND_ORDER = ("arxiv", "acl", "github", "web", "pdf", "social", "local")
 
 
@@ -82,15 +83,19 @@ class Catalog:
 def load_list(path: Path) -> Catalog:
     """Read and parse a reading list; relative local paths in it resolve against its folder."""
     path = Path(path)
+    return parse_list(read_list_text(path).removeprefix("\ufeff"), base_dir=path.parent)
+
+
+def read_list_text(path: Path) -> str:
+    """The list's text exactly as written (a byte-order mark included, so a rewrite keeps it)."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        return Path(path).read_bytes().decode("utf-8")
     except FileNotFoundError as exc:
         raise CatalogError(f"{path}: reading list not found; pass --list or set RAG_LIST_PATH") from exc
     except UnicodeDecodeError as exc:
         raise CatalogError(f"{path}: not UTF-8 text at byte {exc.start}; save the list as UTF-8") from exc
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read the reading list ({exc.strerror or exc})") from exc
-    return parse_list(text, base_dir=path.parent)
 
 
 def parse_list(text: str, *, base_dir: Path | None = None) -> Catalog:

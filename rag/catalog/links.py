@@ -1,7 +1,8 @@
 """What a link or identifier in a reading list points at: an arXiv paper, an ACL Anthology paper, a GitHub
 repository, a web page, a PDF, a login-walled social post, or a local file; with the stable Source id of each.
+And the other way round: the canonical link of a source (`source_url`), which builds and citations use.
 
-Pure string work (no file system, no network): the catalog calls `find_targets` on each entry's text.
+Pure string work (no network, no reading of files): the catalog calls `find_targets` on each entry's text.
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from rag.types import SourceKind
-
-_NEW_ID = r"\d{4}\.\d{4,5}"
-_OLD_ID = r"[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}"
-ARXIV_ID = rf"(?P<id>{_NEW_ID}|{_OLD_ID})(?:v(?P<v>\d+))?"
-ARXIV_ID_RE = re.compile(rf"^{ARXIV_ID}$")
+from rag.ids import ARXIV_ID
+from rag.types import SourceKind, SourceRecord
 ARXIV_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org"}
 _ARXIV_PATH_RE = re.compile(rf"^/(?:abs|pdf|html|format)/{ARXIV_ID}(?:\.pdf)?/?$")
 _ARXIV_DOI_RE = re.compile(rf"^/10\.48550/arxiv\.{ARXIV_ID}/?$", re.IGNORECASE)
@@ -195,3 +193,32 @@ def is_url_like(text: str) -> bool:
     """Link text that is just the URL again (`[https://…](https://…)`, `[www.reddit.com/…](…)`)."""
     t = text.strip().lower()
     return not t or bool(_SCHEME_RE.match(t)) or t.startswith("www.") or bool(re.fullmatch(r"[\w.-]+\.\w+/\S*", t))
+
+
+# ---- where a source links ----------------------------------------------------------------------------------
+
+
+def source_url(record: SourceRecord) -> str:
+    """Where a citation of this source links (no page): the canonical PDF of the fetched version, the file, the page.
+
+    Always the public copy (https://arxiv.org/pdf/<id>v<n>, https://aclanthology.org/<id>.pdf), even when the
+    build fetched from a mirror, so a link copied elsewhere still opens. Local files link as file://.
+    """
+    source = record.source
+    if source.kind == "arxiv" and source.arxiv_id:
+        return f"https://arxiv.org/pdf/{source_version(record) or source.arxiv_id}"
+    if source.kind == "acl" and source.acl_id:
+        return f"https://aclanthology.org/{source.acl_id}.pdf"
+    if source.path and (source.kind == "local" or not source.url):
+        return Path(source.path).resolve().as_uri()
+    return source.url or record.url
+
+
+def source_version(record: SourceRecord) -> str | None:
+    """The arXiv version a record stands for: the one fetched, else the one the list pins."""
+    source = record.source
+    if record.version:
+        return record.version
+    if source.arxiv_id and source.arxiv_version:
+        return f"{source.arxiv_id}v{source.arxiv_version}"
+    return None

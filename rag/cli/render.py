@@ -13,17 +13,15 @@ The JSON schema (stable; `schema` bumps on any incompatible change):
 from __future__ import annotations
 
 import html
+import json
 import re
 import textwrap
 
-from rag.types import Answer, Citation, Passage
+from rag.text import STOPWORDS
+from rag.types import Answer, Citation, Passage, Summary, register_notebook_renderers
 
 JSON_SCHEMA_VERSION = 1
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{2,}")
-_STOP = frozenset(
-    "the and for with how does what which are was were from that this into between about than then why when "
-    "who whom its their there these those over under compare differ difference versus vs".split()
-)
 
 
 def citation_dict(citation: Citation) -> dict:
@@ -69,7 +67,7 @@ def answer_dict(answer: Answer) -> dict:
 
 def query_terms(query: str) -> list[str]:
     """Content words of the query, for highlighting."""
-    return sorted({w.lower() for w in _WORD.findall(query) if w.lower() not in _STOP}, key=len, reverse=True)
+    return sorted({w.lower() for w in _WORD.findall(query) if w.lower() not in STOPWORDS}, key=len, reverse=True)
 
 
 def highlight(text: str, terms: list[str], mark: tuple[str, str]) -> str:
@@ -166,22 +164,26 @@ def explain_text(answer: Answer) -> str:
     return "\n".join(lines)
 
 
+def format_summary(summary: Summary) -> str:
+    """Plain text for a terminal: the sentences with their [n] markers, doubtful ones marked, then the notice."""
+    lines = [summary.format(flags=True)] if summary.sentences else []
+    if summary.notice:
+        lines.append(f"Note: {summary.notice}")
+    return "\n".join(lines)
+
+
 def summary_text(answer: Answer) -> str:
     if answer.summary is None or not answer.summary.sentences:
         return ""
-    from rag.answer.extractive import format_summary
-
     method = "extractive" if answer.summary.method == "extractive" else "LLM, citations checked"
     paragraphs = format_summary(answer.summary).split("\n")
     body = [textwrap.fill(p, width=100, initial_indent="  ", subsequent_indent="  ") for p in paragraphs]
     return f"Answer ({method})\n" + "\n".join(body) + "\n\nPassages"
 
 
-def ask_output(answer: Answer, library, *, as_json: bool, explain: bool, bib: bool, color: bool,
+def ask_output(answer: Answer, *, as_json: bool, explain: bool, color: bool, bibtex: str = "",
                streamed: bool = False) -> str:
-    """Everything `ask` prints, for one answer."""
-    import json
-
+    """Everything `ask` prints for one answer; `bibtex` is the cited sources' entries when --bib asked for them."""
     if as_json:
         return json.dumps(answer_dict(answer), indent=1, ensure_ascii=False)
     parts = []
@@ -192,10 +194,9 @@ def ask_output(answer: Answer, library, *, as_json: bool, explain: bool, bib: bo
         notice = answer.summary.notice if answer.summary is not None else ""
         parts.append(f"\n\nNote: {notice}\n" if notice else "\n")
     parts.append(answer_text(answer, color=color, summary_text="" if streamed else summary_text(answer)))
-    if bib and answer.passages:
-        from rag.retrieve.cite import bibtex
-
-        snapshot = library.snapshot()
-        ids = list(dict.fromkeys(p.citation.source_id for p in answer.passages))
-        parts.append("\n" + bibtex(snapshot.sources[sid] for sid in ids))
+    if bibtex and answer.passages:
+        parts.append("\n" + bibtex)
     return "\n".join(parts)
+
+
+register_notebook_renderers(html=answer_html, dataframe=answer_dataframe)

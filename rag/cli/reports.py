@@ -1,11 +1,13 @@
-"""Build reports and index status as text and JSON (the CLI prints these; the library returns the objects)."""
+"""Reports as text and JSON: builds, index status, the reading list, fetches, evaluations. The library returns
+the objects; the CLI prints these."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
-from rag.store.home import to_jsonable
+from rag.store.codec import to_jsonable
 
 
 def build_report_text(report) -> str:
@@ -36,8 +38,7 @@ def build_report_text(report) -> str:
 
 
 def build_report_json(report) -> str:
-    payload = to_jsonable(report)
-    return json.dumps(payload, indent=1)
+    return json.dumps(to_jsonable(report), indent=1)
 
 
 def status_text(status) -> str:
@@ -61,3 +62,128 @@ def status_text(status) -> str:
 
 def status_json(status) -> str:
     return json.dumps(to_jsonable(status), indent=1)
+
+
+# ---- the reading list (`rag sources`) --------------------------------------------------------------------
+
+
+def sources_table(sources) -> str:
+    """One row per source: kind, id, year, first author, title (truncated), list sections."""
+    rows = [("KIND", "ID", "YEAR", "FIRST AUTHOR", "TITLE", "SECTIONS")]
+    for s in sources:
+        title = s.title or s.url or (s.path or "")
+        title = title if len(title) <= 48 else title[:47] + "…"
+        author = s.authors[0] if s.authors else ""
+        author = author if len(author) <= 20 else author[:19] + "…"
+        sections = "; ".join(" > ".join(path) for path in s.sections)
+        rows.append((s.kind, s.id, str(s.year or ""), author, title, sections))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5] for row in rows
+    )
+
+
+def sources_json(sources) -> str:
+    items = [{**dataclasses.asdict(s), "list_sections": [" > ".join(path) for path in s.sections]} for s in sources]
+    return json.dumps(items, indent=1, ensure_ascii=False)
+
+
+def sources_summary(catalog, list_path) -> str:
+    """One line: how many sources of each kind, and how many lines of the list yielded none."""
+    counts = ", ".join(f"{n} {kind}" for kind, n in catalog.counts().items())
+    return (f"{len(catalog.sources)} sources ({counts or 'none'}) in {list_path}; "
+            f"{len(catalog.warnings)} warning(s)")
+
+
+# ---- adding to the list (`rag add`) ----------------------------------------------------------------------------
+
+
+def add_lines(report) -> tuple[list[str], list[str]]:
+    """(one line per paper added or skipped, for stdout; the failures and a count, for stderr)."""
+    verb = "would add" if report.dry_run else "added"
+    done = [f"{verb} {p.source_id}{'' if report.dry_run else f' (line {p.line})'}: {p.entry}" for p in report.added]
+    done += [f"skipped {p.path}: {p.reason} as {p.source_id} ({f'line {p.line}' if p.line else 'this run'})"
+             for p in report.skipped]
+    problems = [f"failed: {p.reason}" for p in report.failed]
+    target = "not written (dry run)" if report.dry_run else ("written" if report.written else "unchanged")
+    problems.append(f"{len(report.added)} added, {len(report.skipped)} skipped, {len(report.failed)} failed; "
+                    f"{report.list_path} {target}")
+    return done, problems
+
+
+# ---- downloads (`rag fetch`) -----------------------------------------------------------------------------------
+
+
+def fetch_line(fetched) -> str:
+    """One plain progress line per source: status, id, version or reason."""
+    if fetched.status == "ok":
+        how = "downloaded" if fetched.downloaded else "cached"
+        return f"ok           {fetched.source.id}  {fetched.version or fetched.media_type}  ({fetched.size:,} bytes, {how})"
+    return f"{fetched.status:<12} {fetched.source.id}  {fetched.reason}"
+
+
+def fetch_summary(report) -> str:
+    """Counts per status, every source that is not ok with its reason, then what was transferred."""
+    groups = report.by_status()
+    lines = ["", "  ".join(f"{status}: {len(items)}" for status, items in groups.items()) or "no sources"]
+    for status, items in groups.items():
+        if status == "ok":
+            continue
+        lines.append(f"{status} ({len(items)}):")
+        lines += [f"  {f.source.id:<40} {f.reason}" for f in items]
+    lines.append(f"downloaded {report.downloads} files, reused {report.reused}; "
+                 f"{report.metadata_requests} arXiv API requests")
+    return "\n".join(lines)
+
+
+def fetch_json(report) -> str:
+    payload = {"results": to_jsonable(report.results), "downloads": report.downloads, "reused": report.reused,
+               "metadata_requests": report.metadata_requests}
+    return json.dumps(payload, indent=1, ensure_ascii=False)
+
+
+# ---- evaluations (`rag eval`) ----------------------------------------------------------------------------------
+
+
+def beir_table(report) -> str:
+    lines = [f"{report.dataset} {report.split}: {report.queries} queries, {report.documents} documents, "
+             f"{report.chunks} chunks (fusion {report.settings['fusion']}, lexical weight "
+             f"{report.settings['lexical_weight']}, title as {report.settings['title']})",
+             f"{'retriever':<10}{'nDCG@10':>9}{'R@10':>8}{'R@100':>8}{'MRR@10':>8}"]
+    for name, m in report.rows.items():
+        lines.append(f"{name:<10}{m.ndcg10:>9.3f}{m.recall10:>8.3f}{m.recall100:>8.3f}{m.mrr10:>8.3f}")
+    lines.append(f"index {'reused' if report.reused else 'built'}: {report.snapshot}")
+    return "\n".join(lines)
+
+
+def gold_table(report) -> str:
+    lines = [f"{'rank':>4}  {'page':<4}  question"]
+    for r in report.results:
+        page = "-" if r.page_ok is None else ("ok" if r.page_ok else "no")
+        lines.append(f"{r.rank or '-':>4}  {page:<4}  {r.question}")
+    pages = "n/a" if report.page_accuracy is None else f"{report.page_accuracy:.3f} ({report.paged} with pages)"
+    lines.append(f"snapshot {report.snapshot_id}: {report.questions} questions; hit@1 {report.hit1:.3f}  "
+                 f"hit@5 {report.hit5:.3f}  MRR {report.mrr:.3f}  page accuracy {pages}")
+    if report.missing_sources:
+        lines.append("not in the index: " + ", ".join(report.missing_sources))
+    return "\n".join(lines)
+
+
+def eval_json(report) -> str:
+    return json.dumps(dataclasses.asdict(report), indent=1)
+
+
+# ---- settings (`rag config`) -----------------------------------------------------------------------------------
+
+
+def config_table(rows) -> str:
+    """One line per setting: its variable, the value in force (an API key shown as ***), what it does."""
+    lines = []
+    for env, value, description in rows:
+        shown = "***" if env == "RAG_LLM_API_KEY" and value else value
+        lines.append(f"{env:<22} {str(shown):<40} {description}")
+    return "\n".join(lines)
+
+
+def config_json(rows) -> str:
+    return json.dumps({env: str(value) for env, value, _ in rows}, indent=1)

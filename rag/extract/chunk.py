@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rag.settings import default
 from rag.store.home import sha256
 from rag.types import Chunk, Document
 
@@ -19,6 +20,9 @@ from rag.types import Chunk, Document
 CHUNKER_VERSION = "1"
 
 MIN_SECTION_WORDS = 12  # a section shorter than this (a lone heading) is merged into the next one
+# Where a chunk may break: a cheap word-level guess at sentence starts, run over every word of every document
+# (pysbd, which rag.text uses for the few sentences an answer shows, would cost far more here). Changing these
+# rules moves chunk boundaries, so it means a new CHUNKER_VERSION and re-embedding every index.
 _SENTENCE_END_RE = re.compile(r"[.!?][\"'”’)\]]*$")
 _SENTENCE_START_RE = re.compile(r"[\"'“‘(\[]?[A-Z0-9]")
 _ABBREVIATIONS = frozenset(
@@ -56,7 +60,8 @@ class _Words:
 
 
 def chunk_document(
-    document: Document, embedder: TokenCounter, *, max_tokens: int | None = None, overlap: int = 32
+    document: Document, embedder: TokenCounter, *, max_tokens: int | None = None,
+    overlap: int = default("chunk_overlap"),
 ) -> list[Chunk]:
     """Split a Document into Chunks of at most `max_tokens` word pieces (special tokens included).
 
@@ -94,6 +99,11 @@ def chunk_document(
         )
         for ordinal, ((start, end, section), text) in enumerate(zip(spans, texts))
     ]
+
+
+def chunk_recipe(max_tokens: int, overlap: int) -> dict:
+    """What decides the chunks of a Document (the manifest records it; a change means re-chunking)."""
+    return {"version": CHUNKER_VERSION, "max_tokens": max_tokens, "overlap": overlap}
 
 
 def _flatten(document: Document) -> _Words:

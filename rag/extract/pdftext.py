@@ -31,6 +31,11 @@ EDGE_LINES = 3  # lines at the top and bottom of a page where running headers an
 EDGE_SHARE = 0.3  # a line repeated at the edges of this share of the pages (at least 2) is a header/footer
 
 
+def is_pdf(data: bytes) -> bool:
+    """Do these bytes start like a PDF (`%PDF-`, after any whitespace)? The one such test in rag."""
+    return data[:1024].lstrip().startswith(b"%PDF-")
+
+
 def clean_text(text: str) -> str:
     """Normalize one page (or any text): NFKC, accents, invisible characters, spaces; no empty lines."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -137,7 +142,7 @@ def captured_pypdf_warnings() -> Iterator[list[str]]:
 
 def read_pdf(raw: bytes, source_id: str) -> tuple[list[str], tuple[str, ...]]:
     """Raw page texts (one per physical page) and pypdf's warnings. Raises ExtractError with the reason."""
-    if not raw.lstrip()[:5].startswith(b"%PDF-"):
+    if not is_pdf(raw):
         raise ExtractError(f"{source_id}: not a PDF (the file does not start with %PDF-); re-fetch it")
     with captured_pypdf_warnings() as warnings:
         texts, has_images, failures = _page_texts(raw, source_id)

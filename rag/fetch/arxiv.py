@@ -1,6 +1,6 @@
 """arXiv metadata through the `arxiv` package: batched id_list queries, paced, retried, typed outcomes.
 
-Also what an arXiv id looks like, so local PDFs named by id (`2305.13245v3.pdf`) can stand in for downloads.
+Also the folders of local PDFs named by arXiv id (`2305.13245v3.pdf`) that can stand in for downloads.
 """
 
 from __future__ import annotations
@@ -9,22 +9,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 import arxiv
 
 from rag.fetch.http import Http, HttpError, RagSession, error_for_status
+from rag.ids import parse_pdf_name, split_version
 from rag.settings import Settings
 from rag.types import FetchStatus, PaperMeta
 
-_NEW_ID = r"\d{4}\.\d{4,5}"
-_OLD_ID = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"
-ARXIV_ID = re.compile(rf"(?:{_NEW_ID}|{_OLD_ID})")
 # a query id may be anything without a comma (the id_list separator) or whitespace: the API judges the rest
 _QUERY_ID = re.compile(r"[A-Za-z0-9.\-/]{1,64}")
-_PDF_NAME = re.compile(
-    rf"(?P<id>{_NEW_ID}|[a-z][a-z\-]*(?:\.[A-Z]{{2}})?[_/]?\d{{7}})(?:v(?P<v>\d+))?(?:[-_ .+].*)?\.pdf",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -35,16 +30,6 @@ class MetaOutcome:
     version: str | None = None  # 2305.13245v3
     meta: PaperMeta = field(default_factory=PaperMeta)
     reason: str = ""
-
-
-def split_version(short_id: str) -> tuple[str, int | None]:
-    """`2305.13245v3` -> ("2305.13245", 3); `2305.13245` -> ("2305.13245", None)."""
-    match = re.fullmatch(r"(.+?)v(\d+)", short_id)
-    return (match.group(1), int(match.group(2))) if match else (short_id, None)
-
-
-def query_id(arxiv_id: str, version: int | None) -> str:
-    return f"{arxiv_id}v{version}" if version else arxiv_id
 
 
 def make_client(settings: Settings, session: RagSession) -> arxiv.Client:
@@ -153,8 +138,6 @@ def _api_error_text(body: bytes) -> str:
 
     Read with ElementTree: the package's parser skips (and logs) error entries, which have no <published>.
     """
-    from xml.etree import ElementTree
-
     atom = "{http://www.w3.org/2005/Atom}"
     try:
         root = ElementTree.fromstring(body)
@@ -185,18 +168,6 @@ def _match(ids: Sequence[str], results: list[arxiv.Result]) -> dict[str, MetaOut
 
 
 # ---- local PDFs named by arXiv id --------------------------------------------------------------------------
-
-
-def parse_pdf_name(name: str) -> tuple[str, int | None] | None:
-    """(arXiv id, version or None) from `2305.13245v3.pdf`, `2305.13245.pdf`, `2305.13245v3-notes.pdf`."""
-    match = _PDF_NAME.fullmatch(name)
-    if not match:
-        return None
-    raw = match.group("id")
-    old = re.fullmatch(r"([a-z][a-z\-]*(?:\.[A-Z]{2})?)[_/]?(\d{7})", raw, re.IGNORECASE)
-    arxiv_id = f"{old.group(1).lower()}/{old.group(2)}" if old else raw
-    version = match.group("v")
-    return arxiv_id, int(version) if version else None
 
 
 def index_pdf_dirs(dirs: Iterable[Path | str]) -> dict[str, list[tuple[Path, int | None]]]:

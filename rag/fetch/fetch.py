@@ -17,13 +17,15 @@ from urllib.parse import urlsplit
 
 import requests
 
-from rag.fetch.arxiv import ARXIV_ID, ArxivMetadata, MetaOutcome, index_pdf_dirs, parse_pdf_name, query_id, split_version
 from rag.errors import FetchError
+from rag.fetch.arxiv import ArxivMetadata, MetaOutcome, index_pdf_dirs
 from rag.fetch.http import Http, Reply
+from rag.fetch.verify import local_media, sniff_page, verify_pdf
+from rag.ids import is_arxiv_id, parse_pdf_name, query_id, split_version
 from rag.settings import Settings
+from rag.store.files import read_local_file
 from rag.store.home import Home, sha256
 from rag.types import Fetched, MediaType, PaperMeta, Source
-from rag.fetch.verify import local_media, sniff_page, verify_pdf
 
 DEFAULT_ARXIV_PDF = "https://arxiv.org/pdf"
 # Hosts that show nothing without a login: one short attempt, then `unavailable`.
@@ -210,7 +212,7 @@ class _Run:
 
     def arxiv_pdf_url(self, version: str, meta: PaperMeta) -> str:
         """`<arxiv_pdf_url>/<id>v<n>`; with no base set, the link the API gave for that version."""
-        if not ARXIV_ID.fullmatch(split_version(version)[0]) or split_version(version)[1] is None:
+        if not is_arxiv_id(split_version(version)[0]) or split_version(version)[1] is None:
             raise FetchError(f"{version!r} is not a versioned arXiv id", status="not_found")
         if self.settings.arxiv_pdf_url:
             return f"{self.settings.arxiv_pdf_url.rstrip('/')}/{version}"
@@ -230,7 +232,7 @@ class _Run:
             candidates = [(path, v) for path, v in candidates if v in (want, None)]
         candidates.sort(key=lambda item: (item[1] == want and want is not None, item[1] or 0), reverse=True)
         for path, version in candidates:
-            data = path.read_bytes()
+            data = read_local_file(path)
             try:
                 verify_pdf(data, str(path))
             except FetchError:
@@ -264,7 +266,7 @@ class _Run:
         try:
             if path.stat().st_size > self.settings.max_bytes:
                 raise FetchError(f"{path}: larger than max_bytes ({self.settings.max_bytes} bytes)")
-            data = path.read_bytes()
+            data = read_local_file(path)
         except OSError as exc:
             raise FetchError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
         media = local_media(path, data)
@@ -332,27 +334,26 @@ class _Run:
     def download_pdf(self, source: Source, url: str, *, version: str | None = None,
                      meta: PaperMeta = PaperMeta()) -> Fetched:
         """Download (resuming a .part left by an earlier run), verify, and commit to the store by hash."""
-        partial = self.home.partial_path(url)
-        validator = self.home.partial_validator_path(partial)
-        resumed = partial.exists() and partial.stat().st_size > 0
+        partial = self.home.partial(url)
+        resumed = partial.size() > 0
         try:
-            self.http.download(url, partial, validator)
+            self.http.download(url, partial)
         except FetchError:
             if not partial.exists():  # dropped as unusable (too large, wrong offset): its validator goes too
-                validator.unlink(missing_ok=True)
+                partial.forget_validator()
             raise
         try:
-            verify_pdf(partial.read_bytes(), url)
+            verify_pdf(partial.read(), url)
         except FetchError:
-            partial.unlink(missing_ok=True)  # not a PDF: nothing worth resuming
+            partial.discard()  # not a PDF: nothing worth resuming
             if not resumed:
-                validator.unlink(missing_ok=True)
+                partial.forget_validator()
                 raise
             # the kept .part may not match the server's file (no validator to tell): start over, once
-            self.http.download(url, partial, validator)
-            verify_pdf(partial.read_bytes(), url)
-        validator.unlink(missing_ok=True)
-        size = partial.stat().st_size
+            self.http.download(url, partial)
+            verify_pdf(partial.read(), url)
+        partial.forget_validator()
+        size = partial.size()
         digest = self.home.commit_partial(partial)
         return Fetched(source=source, status="ok", version=version, blob=digest, media_type="pdf",
                        size=size, downloaded=True, meta=meta)

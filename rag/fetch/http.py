@@ -13,8 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -22,6 +21,9 @@ import urllib3.exceptions
 
 from rag.errors import FetchError
 from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from rag.store.home import Partial
 
 T = TypeVar("T")
 
@@ -221,38 +223,39 @@ class Http:
 
         return self.retrying(url, attempt, retries=retries)
 
-    def download(self, url: str, partial: Path, validator: Path, *, timeout: float | None = None,
+    def download(self, url: str, partial: Partial, *, timeout: float | None = None,
                  retries: int | None = None) -> int:
-        """Stream `url` into `partial`, resuming what an earlier, interrupted transfer left there.
+        """Stream `url` into `partial` (a store's transfer in progress), resuming what an interrupted one left.
 
-        `validator` keeps the ETag/Last-Modified of the response the .part came from; a resume sends it as
+        The partial keeps the ETag/Last-Modified of the response its bytes came from; a resume sends it as
         If-Range, so a server whose file changed sends all of it again instead of a mismatched tail.
         Returns the bytes received now. The caller verifies the file and commits it to the store; on any
-        failure the .part file stays (to resume next time) unless its content is known to be unusable.
+        failure the bytes stay (to resume next time) unless they are known to be unusable.
         """
         check_url(url)
         before = self.bytes_received
-        self.retrying(url, lambda: self._download_once(url, partial, validator, timeout), retries=retries)
+        self.retrying(url, lambda: self._download_once(url, partial, timeout), retries=retries)
         return self.bytes_received - before
 
-    def _download_once(self, url: str, partial: Path, validator: Path, timeout: float | None) -> None:
-        have = partial.stat().st_size if partial.exists() else 0
+    def _download_once(self, url: str, partial: Partial, timeout: float | None) -> None:
+        have = partial.size()
         # identity: byte offsets of a Range must be offsets into the file, not into a gzip stream
         headers = {"Accept-Encoding": "identity"}
         if have:
             headers["Range"] = f"bytes={have}-"
-            if validator.exists():
-                headers["If-Range"] = validator.read_text("utf-8").strip()
+            validator = partial.validator()
+            if validator is not None:
+                headers["If-Range"] = validator
         with self.session.get(url, headers=headers, timeout=timeout, stream=True) as response:
             if response.status_code == 416 and have:  # our .part is longer than the file: start over
-                partial.unlink(missing_ok=True)
+                partial.discard()
                 raise HttpError(f"{url}: range not satisfiable; restarting", url=url, code=416, retryable=True)
             error = error_for_status(url, response)
             if error:
                 raise error
             if response.status_code == 206:
                 if _content_range_start(response.headers.get("Content-Range")) != have:
-                    partial.unlink(missing_ok=True)
+                    partial.discard()
                     raise HttpError(f"{url}: server resumed at the wrong offset", url=url, retryable=True)
             else:
                 have = 0  # 200: the server ignored Range (or the file changed), so the whole file comes again
@@ -261,14 +264,14 @@ class Http:
             if expected is not None:
                 self._check_size(url, expected, partial)
             if have == 0:
-                _remember_validator(response, validator)
+                partial.remember_validator(_validator_of(response))
             got = self._stream_into(url, response, partial, have)
         if expected is not None and got < expected:
             raise HttpError(f"{url}: transfer cut off at {got} of {expected} bytes", url=url, retryable=True)
 
-    def _stream_into(self, url: str, response: requests.Response, partial: Path, have: int) -> int:
+    def _stream_into(self, url: str, response: requests.Response, partial: Partial, have: int) -> int:
         total = have
-        with open(partial, "ab" if have else "wb") as out:
+        with partial.writer(append=bool(have)) as out:
             for block in response.iter_content(_BLOCK):
                 total += len(block)
                 self._check_size(url, total, partial)
@@ -276,21 +279,17 @@ class Http:
                 self.bytes_received += len(block)
         return total
 
-    def _check_size(self, url: str, size: int, partial: Path | None = None) -> None:
+    def _check_size(self, url: str, size: int, partial: Partial | None = None) -> None:
         if size > self.settings.max_bytes:
             if partial is not None:
-                partial.unlink(missing_ok=True)
+                partial.discard()
             raise HttpError(f"{url}: larger than max_bytes ({self.settings.max_bytes} bytes)", url=url)
 
 
-def _remember_validator(response: requests.Response, validator: Path) -> None:
-    """Keep a strong ETag (weak ones may not be used in If-Range) or else Last-Modified, for a later resume."""
+def _validator_of(response: requests.Response) -> str:
+    """A strong ETag (weak ones may not be used in If-Range), else Last-Modified, else "" (nothing to resume by)."""
     etag = response.headers.get("ETag", "")
-    value = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified", "")
-    if value:
-        validator.write_text(value, "utf-8")
-    else:
-        validator.unlink(missing_ok=True)
+    return etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified", "")
 
 
 def _content_range_start(value: str | None) -> int | None:

@@ -6,13 +6,14 @@ import io
 from pathlib import Path
 
 from rag.errors import FetchError
+from rag.extract.pdftext import is_pdf
 from rag.fetch.http import Reply
 from rag.types import MediaType
 
 
 def verify_pdf(data: bytes, origin: str) -> None:
-    """A PDF starts with %PDF and opens with pypdf; raise FetchError naming `origin` otherwise."""
-    if not data.startswith(b"%PDF"):
+    """A PDF starts with %PDF- and opens with pypdf; raise FetchError naming `origin` otherwise."""
+    if not is_pdf(data):
         head = data[:200].lstrip().lower()
         what = "an HTML page" if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head else f"{data[:8]!r}"
         raise FetchError(f"{origin}: expected a PDF, got {what}")
@@ -28,7 +29,7 @@ def verify_pdf(data: bytes, origin: str) -> None:
 
 def sniff_page(reply: Reply) -> MediaType:
     """What a fetched page is: a PDF, HTML, or plain text; anything else is refused."""
-    if reply.body.startswith(b"%PDF"):
+    if is_pdf(reply.body):
         return "pdf"
     kind = reply.content_type.split(";")[0].strip().lower()
     head = reply.body[:4096].lower()
@@ -42,7 +43,7 @@ def sniff_page(reply: Reply) -> MediaType:
 def local_media(path: Path, data: bytes) -> MediaType:
     """A local file's type, from its first bytes (a PDF) or its suffix."""
     suffix = path.suffix.lower()
-    if data.startswith(b"%PDF") or suffix == ".pdf":
+    if is_pdf(data) or suffix == ".pdf":
         return "pdf"
     if suffix in (".html", ".htm", ".xhtml"):
         return "html"

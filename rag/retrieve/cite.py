@@ -1,7 +1,6 @@
 """Citations precise enough to open the page: short labels, deep links, and BibTeX for the sources cited.
 
-Links always point at the canonical public copy (https://arxiv.org/pdf/<id>v<n>, https://aclanthology.org/<id>.pdf),
-even when the build fetched from a mirror, so a citation copied elsewhere still opens. Local files link as file://.
+Links point at the canonical public copy of a source (rag.catalog.links.source_url), with the page.
 """
 
 from __future__ import annotations
@@ -9,12 +8,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from pathlib import Path
 
-from rag.store.snapshot import SourceRecord
-from rag.types import Chunk, Citation
+from rag.catalog.links import source_url, source_version
+from rag.types import Chunk, Citation, SourceRecord
 
 _PARTICLES = frozenset("van von der den de del della di da du le la dos das ter ten".split())
+# Not a stop list: the title words a BibTeX key skips, fixed so that a key never changes under a user's .bib.
 _KEY_SKIP = frozenset("a an the on of for in to and with is are how what why towards toward".split())
 _PAGED_KINDS = frozenset({"arxiv", "acl", "pdf"})
 _MISC_NOTES = {"github": "GitHub repository", "web": "Web page", "social": "Social media post", "pdf": "PDF",
@@ -33,7 +32,7 @@ def cite(record: SourceRecord, chunk: Chunk) -> Citation:
         authors=record.authors or source.authors,
         year=_year(record),
         arxiv_id=source.arxiv_id,
-        version=_version(record),
+        version=source_version(record),
         page_start=chunk.page_start,
         page_end=chunk.page_end,
         section=chunk.section,
@@ -73,18 +72,6 @@ def surname(name: str) -> str:
     return " ".join(words[start:])
 
 
-def source_url(record: SourceRecord) -> str:
-    """Where a citation of this source links (no page): the canonical PDF of the fetched version, the file, the page."""
-    source = record.source
-    if source.kind == "arxiv" and source.arxiv_id:
-        return f"https://arxiv.org/pdf/{_version(record) or source.arxiv_id}"
-    if source.kind == "acl" and source.acl_id:
-        return f"https://aclanthology.org/{source.acl_id}.pdf"
-    if source.path and (source.kind == "local" or not source.url):
-        return Path(source.path).resolve().as_uri()
-    return source.url or record.url
-
-
 def _is_paged(record: SourceRecord) -> bool:
     """Whether #page=N means something for this source's link (PDFs, not web pages or READMEs)."""
     source = record.source
@@ -92,15 +79,6 @@ def _is_paged(record: SourceRecord) -> bool:
         return True
     target = source.path if source.kind == "local" else source.url
     return bool(target) and target.lower().split("?")[0].endswith(".pdf")
-
-
-def _version(record: SourceRecord) -> str | None:
-    source = record.source
-    if record.version:
-        return record.version
-    if source.arxiv_id and source.arxiv_version:
-        return f"{source.arxiv_id}v{source.arxiv_version}"
-    return None
 
 
 def _title(record: SourceRecord) -> str:
@@ -171,7 +149,7 @@ def _entry(record: SourceRecord, key: str) -> str:
         fields.append(("year", str(_year(record))))
     if source.kind == "arxiv" and source.arxiv_id:
         kind = "misc"
-        version = _version(record) or source.arxiv_id
+        version = source_version(record) or source.arxiv_id
         fields += [("eprint", source.arxiv_id), ("archivePrefix", "arXiv"),
                    ("url", f"https://arxiv.org/abs/{version}")]
         if version != source.arxiv_id:

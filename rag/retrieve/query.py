@@ -14,15 +14,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from rag.text import STOPWORDS
 from rag.types import Chunk
 
-# Function words a long form may skip ("Reinforcement Learning from Human Feedback (RLHF)") or use ("MoE").
+# Not a stop list but a rule of the definition grammar: the words a long form may skip ("Reinforcement Learning
+# from Human Feedback (RLHF)") or use ("MoE") without a letter of the short form.
 _FUNCTION_WORDS = frozenset("a an and at by for from in of on the to via with".split())
-# Short words a user types in lowercase that must not be read as an acronym of the same letters.
-_COMMON_WORDS = frozenset(
-    """all and any are can does for from had has how its may not one our out the two use was way who why
-    with what when than that then them they this very will would which where while""".split()
-)
+# Words a user types in lowercase that must not be read as an acronym of the same letters ("one" is no "ONE").
+_NOT_ACRONYMS = STOPWORDS | frozenset("may one two way".split())
 _MAX_LETTERS = 10
 _PAREN_AFTER = re.compile(r"\(\s*([A-Za-z][A-Za-z0-9\-]{0,14})\s*(?:[;,][^()]{0,80})?\)")
 _PAREN_BEFORE = re.compile(r"\b([A-Za-z][A-Za-z0-9\-]{1,14})\s+\(([A-Za-z][A-Za-z\- ]{3,80})\)")
@@ -224,6 +223,6 @@ def _lookup(token: str, acronyms: Mapping[str, str], lowered: Mapping[str, str])
         if form in acronyms:
             return form
         # Typed in lowercase ("gqa"): accept unless it is an ordinary word.
-        if len(form) >= 3 and token.islower() and token not in _COMMON_WORDS and form in lowered:
+        if len(form) >= 3 and token.islower() and token not in _NOT_ACRONYMS and form in lowered:
             return lowered[form]
     return None

@@ -6,12 +6,12 @@ union (per query), and fused = lexical_weight * z(BM25) + (1 - lexical_weight) *
 with both retrievers means a row only one of them found still gets the other's opinion, and z-scores are on the
 same scale for every query (so hits of a comparison's side queries can be merged with the main query's).
 Measured through `rag eval --beir` on SciFact (nDCG@10, bundled model, chunked index; weight 0.4 picked on
-train, where 0.35-0.5 is flat): test 0.733 vs RRF 0.704, BM25 0.676, dense 0.652 (train 0.734). "rrf" is plain reciprocal-rank fusion, sum of 1 / (rrf_k + rank), over the two candidate lists.
+train, where 0.35-0.5 is flat): test 0.733 vs RRF 0.704, BM25 0.676, dense 0.652 (train 0.734). "rrf" is plain
+reciprocal-rank fusion, sum of 1 / (rrf_k + rank), over the two candidate lists.
 """
 
 from __future__ import annotations
 
-import re
 import weakref
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -19,12 +19,14 @@ from typing import Literal
 import numpy as np
 
 from rag.errors import FilterError, SettingsError
-from rag.store.index import top_rows
+from rag.ids import id_at_end
+from rag.retrieve.cite import cite
 from rag.retrieve.query import Query, parse_query
-from rag.store.snapshot import Snapshot, SourceRecord
-from rag.types import Passage
+from rag.settings import Settings
+from rag.store.index import top_rows
+from rag.store.snapshot import Snapshot
+from rag.types import Passage, SourceRecord
 
-Fusion = Literal["zscore", "rrf"]
 Mode = Literal["hybrid", "dense", "lexical"]
 RRF_K = 60
 
@@ -63,15 +65,18 @@ class Hit:
 
 
 @dataclass(frozen=True)
-class SearchResult:
+class Retrieval:
+    """What `retrieve` found for a question: the question as parsed, the hits, and the question's own vector
+    when retrieval encoded exactly its text (an answer built from the hits reuses it instead of encoding again)."""
+
     query: Query
     hits: tuple[Hit, ...]
+    query_vector: np.ndarray | None = None
 
 
 # ---- filters -------------------------------------------------------------------------------------------------
 
 _MASKS: "weakref.WeakKeyDictionary[Snapshot, dict[Filters, np.ndarray]]" = weakref.WeakKeyDictionary()
-_ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.I)
 
 
 def row_mask(snapshot: Snapshot, filters: Filters) -> np.ndarray:
@@ -119,8 +124,8 @@ def _is_paper(record: SourceRecord, wanted: str) -> bool:
     source, wanted = record.source, wanted.strip().lower()
     if wanted == source.id.lower():
         return True
-    arxiv = _ARXIV_ID.search(wanted.removeprefix("arxiv:"))
-    if source.arxiv_id and arxiv and arxiv.group(1).lower() == source.arxiv_id.lower():
+    arxiv = id_at_end(wanted.removeprefix("arxiv:"))
+    if source.arxiv_id and arxiv and arxiv.lower() == source.arxiv_id.lower():
         return True
     return bool(source.acl_id) and wanted.removeprefix("acl:").rstrip("/").removesuffix(".pdf").endswith(
         source.acl_id.lower())
@@ -158,21 +163,22 @@ def rank(
     snapshot: Snapshot,
     query_vector: np.ndarray | None,
     query_text: str,
+    settings: Settings,
     *,
-    candidates: int = 100,
-    fusion: Fusion = "zscore",
-    lexical_weight: float = 0.4,
+    candidates: int | None = None,
     mask: np.ndarray | None = None,
     mode: Mode = "hybrid",
-    rrf_k: int = RRF_K,
 ) -> list[Hit]:
     """Every candidate row, best first, with no cap and no k: the union of both retrievers' top `candidates`
-    (hybrid), or one retriever's top `candidates` scored by it alone ("dense", "lexical")."""
+    (hybrid; default `settings.candidates`), or one retriever's top `candidates` scored by it alone ("dense",
+    "lexical"). Fusion and its BM25 weight come from `settings` (RAG_FUSION, RAG_LEXICAL_WEIGHT)."""
+    candidates = settings.candidates if candidates is None else candidates
+    fusion, lexical_weight = settings.fusion, settings.lexical_weight
     if fusion not in ("zscore", "rrf") or mode not in ("hybrid", "dense", "lexical"):
         raise SettingsError(f"unknown fusion {fusion!r} or mode {mode!r}: use zscore|rrf and hybrid|dense|lexical")
     if snapshot.size == 0 or (mask is not None and not mask.any()):
         return []
-    dense = snapshot.dense.search(query_vector, candidates, allowed=mask) if mode != "lexical" else None
+    dense = snapshot.dense.nearest(query_vector, candidates, allowed=mask) if mode != "lexical" else None
     lexical_all = snapshot.lexical.scores(query_text) if mode != "dense" else None
     lexical = None
     if lexical_all is not None:
@@ -189,7 +195,7 @@ def rank(
     elif fusion == "zscore":
         fused = fuse_zscore(dense_scores, lexical_scores, lexical_weight)
     else:
-        fused = fuse_rrf(dense_rank, lexical_rank, rrf_k)
+        fused = fuse_rrf(dense_rank, lexical_rank)
     order = np.lexsort((rows, -np.asarray(fused, np.float64)))
     return _hits(order, rows, fused, dense_rank, lexical_rank, dense_scores, lexical_scores)
 
@@ -216,37 +222,37 @@ def _hits(order, rows, fused, dense_rank, lexical_rank, dense_scores, lexical_sc
     return [Hit(row, score, dr or None, lr or None, ds, ls) for row, score, dr, lr, ds, ls in columns]
 
 
-# ---- search --------------------------------------------------------------------------------------------------
+# ---- retrieval ---------------------------------------------------------------------------------------------
 
 
-def search(
+def retrieve(
     snapshot: Snapshot,
     embedder,
-    query: str,
+    question: str,
+    settings: Settings,
     *,
-    k: int = 5,
-    per_paper: int = 2,
+    k: int | None = None,
+    per_paper: int | None = None,
     filters: Filters = Filters(),
-    fusion: Fusion = "zscore",
-    lexical_weight: float = 0.4,
-    candidates: int = 100,
-    acronyms: dict[str, str] | None = None,
     mode: Mode = "hybrid",
-) -> SearchResult:
-    """The k best passages for a question, at most `per_paper` from one source; for a comparison question
-    ("how does X differ from Y") each side is retrieved on its own too and gets about k / sides of the places."""
-    parsed = parse_query(query, snapshot.extra("acronyms", {}) if acronyms is None else acronyms)
+) -> Retrieval:
+    """The k best passages for a question (default RAG_K), at most `per_paper` from one source (RAG_PER_PAPER);
+    for a comparison question ("how does X differ from Y") each side is retrieved on its own too and gets about
+    k / sides of the places. Acronyms the build mined from the snapshot expand the question."""
+    k = settings.k if k is None else k
+    per_paper = settings.per_paper if per_paper is None else per_paper
+    parsed = parse_query(question, snapshot.extra("acronyms", {}))
     mask = row_mask(snapshot, filters)
     texts = [parsed.expanded, *parsed.sides]
     vectors = embedder.encode(texts) if mode != "lexical" else [None] * len(texts)
-    options = dict(candidates=max(candidates, 4 * k), fusion=fusion, lexical_weight=lexical_weight, mask=mask,
-                   mode=mode)
-    main = rank(snapshot, vectors[0], texts[0], **options)
+    options = dict(candidates=max(settings.candidates, 4 * k), mask=mask, mode=mode)
+    main = rank(snapshot, vectors[0], texts[0], settings, **options)
+    own_vector = vectors[0] if parsed.expanded == parsed.text else None
     if not parsed.is_comparison:
-        return SearchResult(parsed, tuple(cap(main, k, per_paper, snapshot.row_source)))
-    sides = [rank(snapshot, vector, text, **options) for vector, text in zip(vectors[1:], parsed.sides)]
+        return Retrieval(parsed, tuple(cap(main, k, per_paper, snapshot.row_source)), own_vector)
+    sides = [rank(snapshot, vector, text, settings, **options) for vector, text in zip(vectors[1:], parsed.sides)]
     hits = balance(main, sides, parsed.side_labels, k, per_paper, snapshot.row_source)
-    return SearchResult(parsed, tuple(hits))
+    return Retrieval(parsed, tuple(hits), own_vector)
 
 
 def cap(hits: list[Hit], k: int, per_paper: int, row_source: np.ndarray) -> list[Hit]:
@@ -296,10 +302,8 @@ def balance(main: list[Hit], sides: list[list[Hit]], labels, k: int, per_paper: 
     return sorted(chosen.values(), key=lambda h: (-h.score, h.row))
 
 
-def passages(snapshot: Snapshot, result: SearchResult) -> tuple[Passage, ...]:
+def passages(snapshot: Snapshot, result: Retrieval) -> tuple[Passage, ...]:
     """The hits as Passages: chunk text, fused score, per-retriever ranks and a Citation."""
-    from rag.retrieve.cite import cite
-
     chunks = snapshot.chunks([hit.row for hit in result.hits])
     return tuple(
         Passage(chunk=chunk, score=hit.score, citation=cite(snapshot.sources[chunk.source_id], chunk),

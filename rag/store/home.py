@@ -1,27 +1,28 @@
-"""The only module that knows paths and file formats under RAG_HOME.
+"""Every path and file format under RAG_HOME, and the atomic writes that keep it consistent.
 
     <home>/cache/blobs/ab/<sha256>        raw downloads, by content hash
     <home>/cache/partial/<key>.part       transfers in progress (resumable; never under a final name)
     <home>/cache/fetched/<key>.json       the last fetch record of each source (status, version, blob)
     <home>/cache/documents/<key>.json     extracted text, by (blob hash, extractor version)
+    <home>/cache/chunks/<key>.json        chunk lists, by (document, chunker recipe)
     <home>/cache/embeddings/<fp>.sqlite   vectors by chunk hash, one file per model fingerprint
-    <home>/models/<fp>/                   the ONNX export of a model, kept with the index
+    <home>/models/<fp>/                   the ONNX export of a model, kept with the index (see rag.store.models)
     <home>/snapshots/<id>/                one complete built index (see rag.store.snapshot)
     <home>/CURRENT                        names the published snapshot; replaced atomically
     <home>/build.lock                     held while a build runs
+    <home>/eval/<recipe>/                 a private Home per `rag eval --beir` recipe; eval/cache/ is shared
+
+The other modules of rag.store own the formats inside a snapshot folder and a model folder; files outside
+RAG_HOME that the user names are read through rag.store.files.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import json
 import os
 import sqlite3
 import tempfile
-import types
-import typing
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import BuildLocked
+from rag.store.codec import from_jsonable, to_jsonable
 from rag.types import Chunk, Document, Fetched
 
 
@@ -70,54 +72,6 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
-# ---- JSON codec for the frozen dataclasses in rag.types -------------------------------------------------
-
-
-def to_jsonable(obj):
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(item) for item in obj]
-    if isinstance(obj, dict):
-        return {key: to_jsonable(value) for key, value in obj.items()}
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def from_jsonable(cls, data):
-    """Rebuild a dataclass (nested dataclasses and tuples included) from `to_jsonable` output."""
-    kwargs = {}
-    for name, hint in _field_hints(cls):
-        if name in data:
-            kwargs[name] = _coerce(hint, data[name])
-    return cls(**kwargs)
-
-
-@functools.lru_cache(maxsize=None)
-def _field_hints(cls) -> tuple[tuple[str, object], ...]:
-    """(field name, resolved type) per field; resolving string annotations is slow, so once per class."""
-    hints = typing.get_type_hints(cls)
-    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
-
-
-def _coerce(hint, value):
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            if arg is not type(None):
-                return _coerce(arg, value)
-    if dataclasses.is_dataclass(hint):
-        return from_jsonable(hint, value)
-    if origin is tuple:
-        inner = args[0] if args else typing.Any
-        return tuple(_coerce(inner, item) for item in value)
-    return value
-
-
 # ---- The home folder ---------------------------------------------------------------------------------------
 
 
@@ -148,25 +102,21 @@ class Home:
             atomic_write(path, data)
         return digest
 
-    def partial_path(self, key: str) -> Path:
-        """Where a transfer for `key` (a URL) accumulates until it is complete and verified."""
+    def partial(self, key: str) -> "Partial":
+        """The transfer for `key` (a URL), which accumulates until it is complete and verified."""
         path = self.cache / "partial" / f"{safe_key(key)}.part"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return Partial(path)
 
-    def partial_validator_path(self, partial: Path) -> Path:
-        """Beside a .part file: the ETag or Last-Modified of its response, sent as If-Range when resuming."""
-        return partial.with_name(partial.stem + ".validator")
-
-    def commit_partial(self, partial: Path) -> str:
+    def commit_partial(self, partial: "Partial") -> str:
         """Move a finished, verified transfer into the blob store under its content hash."""
         digest = hashlib.sha256()
-        with open(partial, "rb") as handle:
+        with open(partial.path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         final = self.blob_path(digest.hexdigest())
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, final)
+        os.replace(partial.path, final)
         return digest.hexdigest()
 
     # fetch records ---------------------------------------------------------------------------------------
@@ -226,13 +176,25 @@ class Home:
 
     # models ----------------------------------------------------------------------------------------------
     def model_dir(self, fingerprint: str) -> Path:
+        """Where the ONNX export of a model lives (its layout: rag.store.models.OnnxExport)."""
         return self.root / "models" / safe_key(fingerprint)
+
+    # evaluation ------------------------------------------------------------------------------------------
+    def eval_home(self, key: str) -> "Home":
+        """The private Home of one `rag eval --beir` recipe (never the published index): <home>/eval/<key>/."""
+        if not key.isalnum():
+            raise ValueError(f"not an eval recipe key: {key!r}")
+        return Home(self.root / "eval" / key)
+
+    def eval_embedding_cache(self, fingerprint: str) -> "EmbeddingCache":
+        """Vectors shared by every eval recipe of one model: <home>/eval/cache/embeddings/."""
+        return Home(self.root / "eval").embedding_cache(fingerprint)
 
     # build lock ------------------------------------------------------------------------------------------
     @contextmanager
     def build_lock(self):
         """Hold the build lock; a second build raises BuildLocked at once. The OS frees it if we die."""
-        import fcntl
+        import fcntl  # POSIX only: imported where the lock is taken, so the rest of the store imports anywhere
 
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / "build.lock"
@@ -255,8 +217,53 @@ class Home:
             handle.close()
 
 
+class Partial:
+    """A transfer in progress, `<key>.part`, and beside it the ETag or Last-Modified of the response it came from
+    (`<key>.validator`), sent as If-Range when the transfer resumes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.validator_path = path.with_name(path.stem + ".validator")
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def size(self) -> int:
+        """Bytes received so far (0 when nothing is there)."""
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+    @contextmanager
+    def writer(self, *, append: bool):
+        """A binary handle that appends to the bytes already there, or starts the file afresh."""
+        with open(self.path, "ab" if append else "wb") as handle:
+            yield handle
+
+    def discard(self) -> None:
+        """Drop the received bytes (unusable: too large, wrong offset, not what was asked for)."""
+        self.path.unlink(missing_ok=True)
+
+    def validator(self) -> str | None:
+        return self.validator_path.read_text("utf-8").strip() if self.validator_path.exists() else None
+
+    def remember_validator(self, value: str) -> None:
+        """Keep the response's validator for a later resume; an empty one forgets any kept before."""
+        if value:
+            self.validator_path.write_text(value, "utf-8")
+        else:
+            self.forget_validator()
+
+    def forget_validator(self) -> None:
+        self.validator_path.unlink(missing_ok=True)
+
+
 class EmbeddingCache:
-    """Vectors keyed by chunk hash for one model fingerprint: an unchanged chunk is never embedded twice."""
+    """Vectors keyed by chunk hash for one model fingerprint: an unchanged chunk is never embedded twice.
+
+    A context manager: `with home.embedding_cache(fingerprint) as cache: ...` closes the database.
+    """
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,3 +291,9 @@ class EmbeddingCache:
 
     def close(self) -> None:
         self._db.close()
+
+    def __enter__(self) -> "EmbeddingCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

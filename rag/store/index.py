@@ -1,20 +1,20 @@
 """The two retrievers over one list of chunks: dense (FAISS) and lexical (BM25, bm25s).
 
-Row i of either index is chunk i of the snapshot. Both answer "scores for these candidates" as well as
-"top k", so fusion can score the union of both candidate lists. Files are written by rag.store.snapshot.
+Row i of either index is chunk i of the snapshot. The dense index answers "scores for these candidates" as well
+as "nearest k"; the lexical one scores every row, so fusion can score the union of both candidate lists. Their
+files are written and read by rag.store.snapshot. Exact or HNSW: `DenseIndex.build(exact_max=...)`, which the
+build takes from RAG_EXACT_MAX.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-# Below this many vectors exact inner-product search answers in a few ms (measured: ~1,100 queries/s at 10k,
-# ~67/s at 100k on 2 cores); above it HNSW answers in about a millisecond. Overridable with RAG_EXACT_MAX.
-EXACT_MAX = 50_000
+from rag.text import stemmer
+
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 # Past this size the graph needs more care: at 1M synthetic vectors efConstruction 80 tops out at recall@10 0.94
@@ -74,7 +74,7 @@ class DenseIndex:
         return int(self.vectors.shape[0])
 
     @classmethod
-    def build(cls, vectors: np.ndarray, *, exact_max: int = EXACT_MAX) -> "DenseIndex":
+    def build(cls, vectors: np.ndarray, *, exact_max: int) -> "DenseIndex":
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -115,8 +115,8 @@ class DenseIndex:
         self.recall = recall
         return ef, recall
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Hits:
-        """Top k rows for one query vector; `allowed` (bool mask over rows) restricts the search."""
+    def nearest(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Hits:
+        """The k rows nearest one query vector; `allowed` (bool mask over rows) restricts the search."""
         import faiss
 
         count = self.size if allowed is None else int(np.count_nonzero(allowed))
@@ -148,18 +148,11 @@ class DenseIndex:
         return np.asarray(self.vectors[rows] @ np.asarray(query, np.float32), np.float32)
 
 
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
 def lexical_tokens(texts: list[str]) -> list[list[str]]:
     """The BM25 analyzer: lowercase, English stopwords removed, Snowball-stemmed (bm25s + PyStemmer)."""
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+    return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), return_ids=False, show_progress=False)
 
 
 class LexicalIndex:
@@ -186,13 +179,6 @@ class LexicalIndex:
         if not tokens:
             return np.zeros(n, np.float32)
         return np.asarray(self.bm25.get_scores(tokens), np.float32)
-
-    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> Hits:
-        """Top k rows with a positive score (a row sharing no term with the query is no lexical match)."""
-        scores = self.scores(query)
-        if allowed is not None:
-            scores = np.where(allowed, scores, 0.0)
-        return top_rows(scores, min(k, int(np.count_nonzero(scores > 0))))
 
     def save(self, folder: Path) -> None:
         self.bm25.save(str(folder), show_progress=False)

@@ -18,35 +18,32 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rag.errors import IndexMismatch, IndexMissing
-from rag.store.index import DenseIndex, LexicalIndex
-from rag.store.home import Home, atomic_write, from_jsonable, to_jsonable
-from rag.types import Chunk, Source
+from rag.store.codec import from_jsonable, to_jsonable
+from rag.store.home import Home, atomic_write
+from rag.store.index import HNSW_EF_SEARCH, DenseIndex, LexicalIndex
+from rag.types import Chunk, SourceRecord
 
 FORMAT_VERSION = 1
+_MISSING = object()
 
 
-@dataclass(frozen=True)
-class SourceRecord:
-    """What a snapshot knows about one source: the list entry, what was fetched, and how it went."""
-
-    source: Source
-    status: str  # ok | not_found | failed | unavailable
-    reason: str = ""
-    version: str | None = None  # 2305.13245v3
-    title: str = ""  # best known: publisher's metadata, else the list's
-    authors: tuple[str, ...] = ()
-    year: int | None = None
-    url: str = ""  # where the citation links (arXiv PDF of that version, the page, the local file)
-    pages: int = 0
-    chunks: int = 0
-    blob: str | None = None
+def new_manifest(*, model: dict, chunker: dict, records: Sequence[SourceRecord], chunks: int, **sections) -> dict:
+    """The manifest of a snapshot about to be written: when, which encoder and chunker, what else the writer
+    records (`sections`), and the counts; `write_snapshot` adds the format, the id and the index's facts."""
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": model,
+        "chunker": chunker,
+        **sections,
+        "counts": {"sources": len(records), "ok": sum(r.status == "ok" for r in records), "chunks": chunks},
+    }
 
 
 @dataclass
@@ -189,6 +186,7 @@ class Snapshot:
         self.row_is_references = np.array([bool(ref) for _, ref in rows], dtype=bool)
         self._dense: DenseIndex | None = None
         self._lexical: LexicalIndex | None = None
+        self._extras: dict[str, object] = {}
 
     @classmethod
     def open_current(cls, home: Home) -> "Snapshot":
@@ -213,7 +211,7 @@ class Snapshot:
                 import faiss
 
                 self._dense = DenseIndex(faiss.read_index(str(self.folder / "vectors.faiss")), vectors)
-                self._dense.faiss.hnsw.efSearch = int(self.manifest["index"].get("ef_search", 128))
+                self._dense.faiss.hnsw.efSearch = int(self.manifest["index"].get("ef_search", HNSW_EF_SEARCH))
             else:
                 self._dense = DenseIndex.build(np.asarray(vectors), exact_max=max(len(vectors), 1))
         return self._dense
@@ -244,5 +242,9 @@ class Snapshot:
         return self.chunks(range(self.size))
 
     def extra(self, name: str, default=None):
-        path = self.folder / f"{name}.json"
-        return json.loads(path.read_text("utf-8")) if path.exists() else default
+        """An extra the build stored (e.g. "acronyms"), read once per snapshot; `default` when there is none."""
+        if name not in self._extras:
+            path = self.folder / f"{name}.json"
+            self._extras[name] = json.loads(path.read_text("utf-8")) if path.exists() else _MISSING
+        value = self._extras[name]
+        return default if value is _MISSING else value

@@ -1,0 +1,135 @@
+"""The sentence-transformers encoder (torch), and the one-time export of its transformer to ONNX.
+
+The export uses torch's TorchScript exporter (dynamo=False, opset 17), which handles these models in ~2 s.
+Pooling and normalization stay in numpy (rag.embed.onnx), so the fp32 export gives the same vectors as
+sentence-transformers (cosine >= 0.9999) and keeps the same fingerprint. Importing this module costs nothing:
+torch and sentence_transformers load inside the functions that use them (seconds).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag.embed.model import load_tokenizer, locate_model, recipe_fingerprint
+from rag.embed.onnx import quantize_int8
+from rag.errors import EmbedError
+from rag.settings import default
+from rag.store.models import OnnxExport, Quantize, pooling_mode
+
+POOLINGS = ("mean", "cls")  # what the numpy side of rag.embed.onnx can copy
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, unit-length vectors. Creating one costs seconds (torch)."""
+
+    quantize = "none"
+
+    def __init__(self, name_or_path: str = ""):
+        self.name, self.folder = locate_model(name_or_path)
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
+        except Exception as exc:  # a folder that is not a model fails in many ways (OSError, ValueError, KeyError...)
+            raise EmbedError(
+                f"cannot load embedding model {self.name!r} from {self.folder}: {exc}; set RAG_MODEL to a "
+                "sentence-transformers model folder, or unset it for the bundled all-MiniLM-L6-v2"
+            ) from exc
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self.fingerprint = recipe_fingerprint(self.folder)
+        self._tokenizer = load_tokenizer(self.folder)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = default("batch_size"),
+               progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # sentence-transformers sorts by length before batching and restores the order itself
+        vectors = self.model.encode(
+            list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def export_onnx(embedder: SentenceTransformerEmbedder, out_dir: Path, *, quantize: Quantize = "none") -> Path:
+    """Export `embedder`'s transformer to `out_dir` (normally `Home.model_dir(embedder.fingerprint)`); returns it.
+
+    A complete export already there is reused as is; a new one is published whole (rag.store.models).
+    """
+    export = OnnxExport(out_dir)
+    if export.ready(quantize):
+        return export.folder
+    if not export.ready():
+        with export.staging() as stage:
+            pooling = _pooling_of(embedder)
+            tokenizer_json = embedder.folder / "tokenizer.json"
+            if not tokenizer_json.is_file():
+                raise EmbedError(f"{embedder.folder}: no tokenizer.json; the ONNX encoder needs a fast tokenizer "
+                                 "(or set RAG_ONNX=false)")
+            inputs = _torch_export(embedder, stage.model_path)
+            stage.copy_tokenizer(tokenizer_json)
+            stage.write_meta({
+                "fingerprint": embedder.fingerprint, "source": embedder.name, "dim": embedder.dim,
+                "max_tokens": embedder.max_tokens, "pooling": pooling, "normalize": True, "quantize": "none",
+                "inputs": inputs, "pad_id": int(embedder.model.tokenizer.pad_token_id or 0),
+            })
+    if quantize == "int8" and not export.ready("int8"):
+        quantize_int8(export.folder)
+    return export.folder
+
+
+def _pooling_of(embedder: SentenceTransformerEmbedder) -> str:
+    """The pooling the numpy side must copy; models with other modules (Dense, ...) cannot be exported this way."""
+    kinds = [type(module).__name__ for module in embedder.model]
+    pooling = pooling_mode(embedder.folder)
+    loaded = embedder.model[1].get_config_dict().get("pooling_mode", pooling) if len(kinds) > 1 else None
+    if kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"} or loaded != pooling \
+            or pooling not in POOLINGS:
+        raise EmbedError(
+            f"{embedder.name}: modules {kinds} with {pooling} pooling cannot be exported to ONNX by rag "
+            "(it handles Transformer + mean/cls Pooling [+ Normalize]); set RAG_ONNX=false to use torch"
+        )
+    return pooling
+
+
+def _torch_export(embedder: SentenceTransformerEmbedder, path: Path) -> list[str]:
+    """Write the transformer (token ids -> token embeddings) as ONNX; returns the input names it takes."""
+    import torch
+
+    transformer = embedder.model[0].auto_model
+    accepted = inspect.signature(transformer.forward).parameters
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
+
+    class TokenEmbeddings(torch.nn.Module):
+        # Keyword arguments: positional ones land on the wrong parameters ("multiple values for use_cache").
+        def __init__(self):
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, *tensors):
+            return self.transformer(**dict(zip(names, tensors)), return_dict=True).last_hidden_state
+
+    sample = embedder.model.tokenizer(["a short text", "a longer text to export"], padding=True, return_tensors="pt")
+    args = tuple(sample[n] if n in sample else torch.zeros_like(sample["input_ids"]) for n in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"token_embeddings": {0: "batch", 1: "sequence"}}
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer flags shape checks it freezes; the dynamic axes are verified by tests (lengths 2..256).
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)  # dynamo=False is chosen: see module doc
+            torch.onnx.export(TokenEmbeddings().eval(), args, str(path), input_names=names, dynamic_axes=axes,
+                              output_names=["token_embeddings"], opset_version=17, dynamo=False)
+    except Exception as exc:  # the exporter raises many types (RuntimeError, TypeError, torch's own errors)
+        raise EmbedError(f"{embedder.name}: ONNX export failed ({exc}); set RAG_ONNX=false to use torch") from exc
+    return names

@@ -1,0 +1,76 @@
+"""English text rules shared by the stages: one stop list, one stemmer, one sentence splitter.
+
+The stop list decides which words of a question count (the extractive answer's term overlap, the terminal's
+highlighting, the guard against reading a lowercase word as an acronym); the stemmer is Snowball English
+(PyStemmer), the same one the BM25 index analyzes with; sentences are pysbd's, mended for scientific prose.
+Pure functions; PyStemmer and pysbd load on first use.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+STOPWORDS = frozenset(
+    """a about above after again all also am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her
+    here hers him his how i if in into is it its itself just me more most my no nor not of off on once only or
+    other our ours out over own same she should so some such than that the their theirs them then there these
+    they this those through to too under until up very was we were what when where which while who whom why
+    will with would you your yours differ differs difference differences different compare compared comparison
+    versus vs explain describe work works use used using""".split()
+)
+# Abbreviations that end in a period without ending a sentence (pysbd splits after some of them).
+_ABBREVIATION_END = re.compile(
+    r"(?:\bet al|\be\.g|\bi\.e|\bcf|\bvs|\bapprox|\bresp|\b(?:Fig|Figs|Eq|Eqs|Sec|Secs|Sect|Tab|Tabs|Ref|Refs"
+    r"|App|Appx|Alg|Thm|Def|Prop|Lem|Cor|Ch|No|Nos|Vol|pp|p))\.$",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+@lru_cache(maxsize=1)
+def stemmer():
+    """Snowball English (PyStemmer), built once per process."""
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def normalize_space(text: str) -> str:
+    """Collapse every run of whitespace to one space (what "verbatim" is measured against)."""
+    return " ".join(text.split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text` (whitespace-normalized), each a verbatim substring of the normalized text.
+
+    pysbd does the splitting; its misses on scientific prose ("Eq. (2)", "Fig. 3", "et al. [12]") are
+    mended by joining a piece to the previous one when that ends in a known abbreviation or the piece
+    starts in lower case.
+    """
+    normalized = normalize_space(text)
+    if not normalized:
+        return []
+    sentences: list[str] = []
+    for piece in (p.strip() for p in _segmenter().segment(normalized)):
+        if not piece:
+            continue
+        if sentences and (_ABBREVIATION_END.search(sentences[-1]) or piece[0].islower()):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return sentences
+
+
+def content_terms(text: str) -> frozenset[str]:
+    """Lowercased, stemmed content words (stopwords and question words dropped)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and not w.isdigit()]
+    return frozenset(stemmer().stemWords(words))
