@@ -19,13 +19,9 @@ from typing import TYPE_CHECKING
 
 from rag.answer.extractive import extractive_summary
 from rag.answer.llm import answer_with_fallback
-from rag.catalog.add import AddReport, add_papers
-from rag.catalog.catalog import DEFAULT_SECTION, Catalog, load_list
+from rag.catalog import DEFAULT_SECTION
 from rag.embed import Embedder, query_embedder_for
 from rag.errors import GateFailed, IndexMissing
-from rag.eval.beir import BeirReport, TitleMode, evaluate_beir
-from rag.eval.files import GoldQuestion, load_gold
-from rag.eval.gold import GoldReport, gate_check, score_gold
 from rag.retrieve.cite import bibtex
 from rag.retrieve.query import Query
 from rag.retrieve.search import Filters, passages, retrieve
@@ -34,8 +30,16 @@ from rag.store.home import Home
 from rag.store.snapshot import Snapshot, current_id
 from rag.types import Answer, Fetched, Progress, Source, SourceRecord
 
-if TYPE_CHECKING:  # for annotations; the modules themselves load inside the methods that run them
+# The stages behind build, fetch, add and eval load with the method that runs them, so that `ask` imports none of
+# them: the fetch stage pulls requests and arxiv, and the rest costs a cold `ask` ~4% for nothing
+# (tests/test_library.py checks what `import rag.library` loads).
+if TYPE_CHECKING:
     from rag.build import BuildReport
+    from rag.catalog.add import AddReport
+    from rag.catalog.catalog import Catalog
+    from rag.eval.beir import BeirReport, TitleMode
+    from rag.eval.files import GoldQuestion
+    from rag.eval.gold import GoldReport
     from rag.fetch.fetch import FetchReport
 
 
@@ -171,16 +175,20 @@ class Library:
     # ---- the reading list and building ------------------------------------------------------------------
     def reading_list(self) -> Catalog:
         """The sources the reading list (RAG_LIST_PATH) names, and the lines it could not use."""
+        from rag.catalog.catalog import load_list
+
         return load_list(self.settings.list_path)
 
     def add(self, paths: Iterable[str | Path], *, section: str = DEFAULT_SECTION, dry_run: bool = False) -> AddReport:
         """Append PDFs (or folders of them) to the reading list in its own style; papers listed already are skipped."""
+        from rag.catalog.add import add_papers
+
         return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=dry_run)
 
     def fetch(self, *, sources: Sequence[Source] | None = None,
               progress: Callable[[Fetched], None] | None = None) -> FetchReport:
         """Download what the reading list names (or just `sources`) into the cache; one report per source."""
-        from rag.fetch.fetch import fetch_sources  # requests and arxiv: loaded here, never on the way of `ask`
+        from rag.fetch.fetch import fetch_sources
 
         sources = self.reading_list().sources if sources is None else tuple(sources)
         return fetch_sources(sources, self.settings, self.home, progress=progress)
@@ -188,16 +196,20 @@ class Library:
     def build(self, progress: Progress | None = None, gate: str | Path | None = None) -> BuildReport:
         """Sync the index with the reading list (see rag.build); with `gate`, a gold file the new snapshot must
         not score worse on (by more than RAG_GATE_MARGIN) than the published one. Returns a BuildReport."""
-        from rag.build import build  # runs the fetch stage (requests, arxiv): loaded here, never on the way of `ask`
+        from rag.build import build
 
         return build(self.settings, progress=progress, gate=self.gold_gate(gate) if gate else None)
 
     # ---- evaluation -------------------------------------------------------------------------------------
     def evaluate_gold(self, gold: str | Path, *, k: int = 10) -> GoldReport:
         """`rag eval --gold`: ask each gold question of the published snapshot, as `ask` does (passages only)."""
+        from rag.eval.files import load_gold
+
         return self._scored(load_gold(Path(gold)), k)
 
     def _scored(self, questions: Sequence[GoldQuestion], k: int) -> GoldReport:
+        from rag.eval.gold import score_gold
+
         snapshot = self.snapshot()
         pinned = self
         if not self._pinned:  # one snapshot for every question, even if a build publishes meanwhile
@@ -209,6 +221,9 @@ class Library:
     def gold_gate(self, gold: str | Path, margin: float | None = None) -> Callable[[Snapshot], None]:
         """A `build` gate: score the new snapshot and the published one on the gold questions; GateFailed when
         a metric falls by more than `margin` (default RAG_GATE_MARGIN). A broken gold file fails here, at once."""
+        from rag.eval.files import load_gold
+        from rag.eval.gold import gate_check
+
         gold = Path(gold)
         questions = load_gold(gold)
         margin = self.settings.gate_margin if margin is None else margin
@@ -233,6 +248,8 @@ class Library:
                       title: TitleMode = "sentence", progress: Progress | None = None) -> BeirReport:
         """`rag eval --beir`: index a BEIR dataset the product's way (in a private home under this one, once per
         recipe) and score BM25, dense and hybrid retrieval on it."""
+        from rag.eval.beir import evaluate_beir
+
         return evaluate_beir(Path(folder), self.settings, split=split, limit=limit, title=title, progress=progress)
 
 

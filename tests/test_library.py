@@ -3,6 +3,9 @@ and `rag add`, `rag fetch`, `rag eval --gold` as methods (the CLI calls nothing 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from pdfgen import make_pdf
 
@@ -93,3 +96,13 @@ def test_add_through_the_library_keeps_the_list_permissions(index, tmp_path):
     assert [p.source_id for p in report.added] == ["arxiv:2305.13245"] and report.written
     assert "## Attention" in listing.read_text("utf-8")
     assert listing.stat().st_mode & 0o777 == 0o640
+
+
+def test_importing_the_library_loads_what_ask_needs_and_no_other_stage():
+    """build, fetch, add and eval load with their methods: a cold `ask` pays for none of them (citations do use
+    rag.catalog.links, which knows where a source links)."""
+    code = ("import sys, rag.library\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('rag.build', 'rag.fetch', 'rag.catalog.', "
+            "'rag.eval', 'rag.extract', 'requests', 'arxiv', 'pypdf', 'torch')) and m != 'rag.catalog.links'))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from rag.catalog.catalog import DEFAULT_SECTION, HEADING_RE, Catalog, heading_title, parse_list, read_list_text
+from rag.catalog import DEFAULT_SECTION
+from rag.catalog.catalog import HEADING_RE, Catalog, heading_title, parse_list, read_list_text
 from rag.catalog.links import local_target
 from rag.errors import ExtractError
 from rag.extract.pdftext import captured_pypdf_warnings, clean_text, is_pdf

@@ -28,7 +28,6 @@ _YEAR_RE = re.compile(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)")
 _LABEL_RE = re.compile(r"^\s*(?P<label>[^:\[\]()\"“”]{1,60}?):\s")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}(?:-\d{2})?$")
 NO_IDENTIFIER = "no link or identifier found"
-DEFAULT_SECTION = "Local papers"  # the heading `rag add` puts new entries under when given none
 KIND_ORDER = ("arxiv", "acl", "github", "web", "pdf", "social", "local")
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from rag.catalog.catalog import DEFAULT_SECTION
+from rag.catalog import DEFAULT_SECTION
 from rag.cli import reports
 from rag.cli.progress import Bars, SourceBar
 from rag.cli.render import ask_output
