@@ -60,3 +60,7 @@ class EvalError(RagError):
 
 class FilterError(RagError):
     """A search filter (--section, --paper, --year-*) matches no source of the index."""
+
+
+class NotFound(RagError):
+    """A passage, source or cached file named by id is not in the published index."""

@@ -21,14 +21,14 @@ from rag.answer.extractive import extractive_summary
 from rag.answer.llm import answer_with_fallback
 from rag.catalog import DEFAULT_SECTION
 from rag.embed import Embedder, query_embedder_for
-from rag.errors import GateFailed, IndexMissing
-from rag.retrieve.cite import bibtex
+from rag.errors import GateFailed, IndexMissing, NotFound
+from rag.retrieve.cite import bibtex, cite
 from rag.retrieve.query import Query
 from rag.retrieve.search import Filters, passages, retrieve
 from rag.settings import Settings
 from rag.store.home import Home
 from rag.store.snapshot import Snapshot, current_id
-from rag.types import Answer, Fetched, Progress, Source, SourceRecord
+from rag.types import Answer, Fetched, Passage, Progress, Source, SourceRecord
 
 # The stages behind build, fetch, add and eval load with the method that runs them, so that `ask` imports none of
 # them: the fetch stage pulls requests and arxiv, and the rest costs a cold `ask` ~4% for nothing
@@ -74,6 +74,7 @@ class Library:
         self._snapshot = snapshot
         self._pinned = snapshot is not None
         self._embedder: Embedder | None = None
+        self._blobs: tuple[str | None, frozenset[str]] = (None, frozenset())  # (snapshot id, its sources' blobs)
         self._lock = threading.Lock()
         self.notices: list[str] = []  # one-time messages (e.g. "no ONNX export; using sentence-transformers")
 
@@ -101,17 +102,21 @@ class Library:
         fingerprint = getattr(self._embedder, "fingerprint", None)
         return self._snapshot is not None and fingerprint == self._snapshot.manifest["model"]["fingerprint"]
 
-    def embedder(self) -> Embedder:
-        """The query encoder for the published snapshot's model."""
-        return self._embedder_for(self.snapshot())
+    def embedder(self, snapshot: Snapshot | None = None) -> Embedder:
+        """The query encoder for `snapshot`'s model (default: the published snapshot's)."""
+        return self._embedder_for(snapshot or self.snapshot())
 
     def _embedder_for(self, snapshot: Snapshot) -> Embedder:
-        if self._embedder is None:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                self._embedder = query_embedder_for(snapshot.manifest["model"], self.home, onnx=self.settings.onnx)
-            self.notices += [str(w.message) for w in caught if w.category.__module__.startswith("rag")]
-        return self._embedder
+        """Loaded once per model. Under the lock and checked against `snapshot`'s model, so a question that started
+        on one snapshot never encodes with the model of one a build published meanwhile (`rag serve` runs many)."""
+        with self._lock:
+            if getattr(self._embedder, "fingerprint", None) != snapshot.manifest["model"]["fingerprint"]:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    self._embedder = query_embedder_for(snapshot.manifest["model"], self.home,
+                                                        onnx=self.settings.onnx)
+                self.notices += [str(w.message) for w in caught if w.category.__module__.startswith("rag")]
+            return self._embedder
 
     def ask(
         self,
@@ -153,9 +158,43 @@ class Library:
 
     def bibtex(self, answer: Answer) -> str:
         """BibTeX entries of the sources an answer cites, each once, in order of first citation."""
+        return self.source_bibtex(p.citation.source_id for p in answer.passages)
+
+    def source_bibtex(self, source_ids: Iterable[str]) -> str:
+        """BibTeX entries of these sources of the published snapshot, each once, in order."""
         snapshot = self.snapshot()
-        cited = dict.fromkeys(p.citation.source_id for p in answer.passages)
+        cited = list(dict.fromkeys(source_ids))
+        missing = [sid for sid in cited if sid not in snapshot.sources]
+        if missing:
+            raise NotFound(f"not in snapshot {snapshot.id}: {', '.join(missing)}; `rag status` lists its sources")
         return bibtex(snapshot.sources[sid] for sid in cited)
+
+    def passage(self, passage_id: str) -> Passage:
+        """The passage with this id (`<source_id>#<ordinal>`, as `ask --json` gives it), with its Citation."""
+        snapshot = self.snapshot()
+        source_id, _, ordinal = passage_id.rpartition("#")
+        chunk = snapshot.find_chunk(source_id, int(ordinal)) if ordinal.isdigit() else None
+        if chunk is None:
+            raise NotFound(f"no passage {passage_id!r} in snapshot {snapshot.id}; passage ids look like "
+                           "arxiv:2305.13245#12 (the `id` of a passage in `ask --json`)")
+        return Passage(chunk=chunk, score=0.0, citation=cite(snapshot.sources[source_id], chunk))
+
+    def cached_pdf(self, blob: str) -> Path:
+        """The cached PDF with this content hash, if a source of the published snapshot was fetched as it.
+
+        Only files the index cites are handed out (for `rag serve`): the id must be a sha256 that a source record
+        names, and the blob must be a PDF in the home's cache.
+        """
+        from rag.extract.pdftext import is_pdf  # rag.extract stays off a cold `ask`'s imports
+
+        snapshot = self.snapshot()
+        with self._lock:
+            if self._blobs[0] != snapshot.id:
+                self._blobs = (snapshot.id, frozenset(r.blob for r in snapshot.sources.values() if r.blob))
+            known = blob in self._blobs[1]
+        if not known or not is_pdf(self.home.blob_head(blob)):
+            raise NotFound(f"no cached PDF {blob[:80]!r} among the sources of snapshot {snapshot.id}")
+        return self.home.blob_path(blob)
 
     # ---- what the index holds ---------------------------------------------------------------------------
     def sources(self) -> tuple[SourceRecord, ...]:

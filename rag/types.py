@@ -163,6 +163,11 @@ class Passage:
     def text(self) -> str:
         return self.chunk.text
 
+    @property
+    def id(self) -> str:
+        """Stable within an index and across rebuilds that leave the source's text alone: `<source_id>#<ordinal>`."""
+        return f"{self.chunk.source_id}#{self.chunk.ordinal}"
+
 
 @dataclass(frozen=True)
 class Sentence:

@@ -5,9 +5,12 @@ The JSON schema (stable; `schema` bumps on any incompatible change):
     {"schema": 1, "query": str, "expanded_query": str, "sides": [str],
      "summary": null | {"method": "extractive"|"llm", "notice": str,
                         "sentences": [{"text": str, "markers": [int], "flagged": str}]},
-     "passages": [{"rank": int, "text": str, "score": float, "ranks": {"dense": int|null, "lexical": int|null},
+     "passages": [{"rank": int, "id": str, "text": str, "score": float, "ranks": {"dense": int|null, "lexical": int|null},
                    "citation": {"source_id", "title", "authors": [str], "year", "arxiv_id", "version",
                                 "page_start", "page_end", "section", "url", "label", "list_sections": [str]}}]}
+
+A passage's `id` (`<source_id>#<ordinal>`, added within schema 1) names it for `Library.passage`, `rag serve`'s
+/api/passages/{id} and `rag mcp`'s get_passage.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def answer_dict(answer: Answer) -> dict:
         "sides": list(answer.sides),
         "summary": summary,
         "passages": [
-            {"rank": i, "text": p.text, "score": round(float(p.score), 6), "ranks": dict(p.ranks),
+            {"rank": i, "id": p.id, "text": p.text, "score": round(float(p.score), 6), "ranks": dict(p.ranks),
              "citation": citation_dict(p.citation)}
             for i, p in enumerate(answer.passages, 1)
         ],

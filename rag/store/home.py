@@ -95,6 +95,14 @@ class Home:
     def read_blob(self, digest: str) -> bytes:
         return self.blob_path(digest).read_bytes()
 
+    def blob_head(self, digest: str, size: int = 1024) -> bytes:
+        """The first `size` bytes of a cached blob (b"" when it is not in the cache): enough to tell its type."""
+        try:
+            with open(self.blob_path(digest), "rb") as handle:
+                return handle.read(size)
+        except OSError:
+            return b""
+
     def put_blob(self, data: bytes) -> str:
         digest = sha256(data)
         path = self.blob_path(digest)

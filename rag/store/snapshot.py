@@ -235,6 +235,12 @@ class Snapshot:
         }
         return [found[r] for r in rows]
 
+    def find_chunk(self, source_id: str, ordinal: int) -> Chunk | None:
+        """The chunk `ordinal` of a source (what a passage id names), or None."""
+        row = self._db.execute("SELECT row FROM chunks WHERE source_id = ? AND ordinal = ?",
+                               (source_id, ordinal)).fetchone()
+        return self.chunks([row[0]])[0] if row else None
+
     def chunk_hashes(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT hash FROM chunks ORDER BY row")]
 
