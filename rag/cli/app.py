@@ -249,3 +249,30 @@ def config_command(as_json: JsonOpt = False) -> None:
     rows = [(f"RAG_{name.upper()}", getattr(settings, name), field.description or "")
             for name, field in type(settings).model_fields.items()]
     typer.echo(reports.config_json(rows) if as_json else reports.config_table(rows))
+
+
+# ---- rag serve, rag mcp: the library over HTTP and to AI assistants ------------------------------------------
+
+
+@app.command("serve")
+@clean_errors
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to bind; other than loopback needs --token or --no-auth.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="RAG_SERVE_TOKEN", help="Bearer token every request must carry (RAG_SERVE_TOKEN).")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve a non-loopback address without a token.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Serve the index over HTTP: the page at /, a JSON API under /api/, its docs at /docs. Read-only."""
+    from rag.serve.run import serve  # FastAPI and uvicorn load only for this command
+
+    serve(library_from(home=home), host=host, port=port, token=token, no_auth=no_auth)
+
+
+@app.command("mcp")
+@clean_errors
+def mcp_command(home: HomeOpt = None) -> None:
+    """Serve the index to AI assistants as MCP tools over stdio (search_papers, ask, list_sources, get_passage)."""
+    from rag.serve.mcp_server import run_stdio  # the MCP SDK loads only for this command
+
+    run_stdio(library_from(home=home))
