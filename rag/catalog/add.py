@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,21 +97,24 @@ def describe_pdf(path: Path) -> PdfFacts:
         raise ExtractError(f"{path}: not a PDF (no %PDF- header)")
     with captured_pypdf_warnings():
         try:
-            meta, page_text, fragments = _first_page(path)
+            meta, page_text, fragments, height = _first_page(path)
         except ExtractError:
             raise
         except Exception as exc:  # pypdf raises many exception types on damaged files
             raise ExtractError(f"{path}: corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from exc
     arxiv_id, version, stamp_year = _arxiv_id(path.name, page_text, meta)
-    title_lines = _title_lines(page_text, fragments)
-    title = _meta_text(meta, "/Title") or " ".join(title_lines)
-    authors = _split_meta_authors(_meta_text(meta, "/Author")) or _authors_below(page_text, title_lines)
+    lines = _lines(fragments, height)
+    start, end = _title_run(lines, height)
+    title = _meta_text(meta, "/Title") or _join_title([text for _, _, text in lines[start:end]])
+    authors = _split_meta_authors(_meta_text(meta, "/Author")) or _authors_below(
+        page_text, [text for _, _, text in lines[start:end]])
     year = stamp_year or (2000 + int(arxiv_id[:2]) if arxiv_id and arxiv_id[:4].isdigit() else None)
     year = year or _meta_year(meta)
     return PdfFacts(os.path.abspath(path), _tidy(title), authors, year, arxiv_id, version)
 
 
-def _first_page(path: Path) -> tuple[dict, str, list[tuple[float, str]]]:
+def _first_page(path: Path) -> tuple[dict, str, list[tuple[float, float, float, str]], float]:
+    """(metadata, first page's text, its text fragments as (size, y, x, text), the page's height)."""
     from pypdf import PdfReader
 
     reader = PdfReader(path)
@@ -118,16 +122,20 @@ def _first_page(path: Path) -> tuple[dict, str, list[tuple[float, str]]]:
         raise ExtractError(f"{path}: encrypted PDF that needs a password")
     if not reader.pages:
         raise ExtractError(f"{path}: PDF without pages")
-    fragments: list[tuple[float, str]] = []
+    fragments: list[tuple[float, float, float, str]] = []
 
-    def visit(text, cm, tm, font, size):  # effective size: font size scaled by both matrices
+    def visit(text, cm, tm, font, size):  # effective size: font size scaled by both matrices; position on the page
         if text.strip():
             scale = (tm[2] ** 2 + tm[3] ** 2) ** 0.5 * (cm[2] ** 2 + cm[3] ** 2) ** 0.5
-            fragments.append((round(float(size) * scale, 1), text))
+            x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+            y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+            fragments.append((round(float(size) * scale, 1), float(y), float(x), text))
 
-    page_text = reader.pages[0].extract_text(visitor_text=visit) or ""
+    page = reader.pages[0]
+    page_text = page.extract_text(visitor_text=visit) or ""
     meta = {key: str(value) for key, value in (reader.metadata or {}).items()}
-    return meta, page_text, fragments
+    box = page.mediabox
+    return meta, page_text, fragments, float(box.top) - float(box.bottom)
 
 
 def _arxiv_id(name: str, page_text: str, meta: dict) -> tuple[str | None, int | None, int | None]:
@@ -145,34 +153,66 @@ def _arxiv_id(name: str, page_text: str, meta: dict) -> tuple[str | None, int | 
     return None, None, None
 
 
-def _title_lines(page_text: str, fragments: list[tuple[float, str]]) -> list[str]:
-    """The first run of first-page lines set in its largest type (the arXiv stamp aside); [] if no title."""
-    pieces = [(size, text.strip()) for size, text in fragments
-              if len(text.strip()) >= 3 and not _STAMP_RE.search(text)]
-    if not pieces:
-        return []
-    biggest = max(size for size, _ in pieces)
-    largest = [text for size, text in pieces if size >= biggest - 0.5]
-    lines = [line.strip() for line in page_text.splitlines() if line.strip()]
-    chosen = [i for i, line in enumerate(lines) if any(piece in line for piece in largest)]
-    if not chosen:
-        return []
-    run = [chosen[0]]
-    for i in chosen[1:]:
-        if i != run[-1] + 1:
-            break
-        run.append(i)
-    title_lines = lines[run[0] : run[-1] + 1]
-    words = len(" ".join(title_lines).split())
-    return title_lines if 2 <= words <= 40 and len(run) <= 4 else []
+def _lines(fragments: list[tuple[float, float, float, str]], height: float) -> list[tuple[float, float, str]]:
+    """The page's lines top to bottom as (y, largest type size, text): fragments on one baseline (within 2 pt),
+    left to right. The arXiv stamp (set sideways in the margin) is left out."""
+    lines: list[list] = []
+    for size, y, x, text in sorted(fragments, key=lambda f: (-f[1], f[2])):
+        if _STAMP_RE.search(text):
+            continue
+        if lines and abs(lines[-1][0] - y) <= 2:
+            lines[-1][1].append((x, size, text))
+        else:
+            lines.append([y, [(x, size, text)]])
+    out = []
+    for y, parts in lines:
+        parts.sort()
+        text = " ".join("".join(t for _, _, t in parts).split())
+        lettered = [size for _, size, t in parts if sum(c.isalpha() for c in t) >= 1]
+        if sum(c.isalpha() for c in text) >= 2 and lettered:
+            out.append((y, max(lettered), text))
+    return out
+
+
+def _title_run(lines: list[tuple[float, float, str]], height: float) -> tuple[int, int]:
+    """[start, end) of the title's lines: the first run of lines set in the largest type of the page's upper
+    half (figures, whose labels are often set larger than the title, sit lower on a first page), when that type
+    is larger than the body text's and the lines are words; (0, 0) when no title stands out (an excerpt)."""
+    upper = [i for i, (y, _, _) in enumerate(lines) if y >= 0.5 * height] or list(range(len(lines)))
+    if not upper:
+        return 0, 0
+    body = Counter(size for _, size, text in lines for _ in text).most_common(1)[0][0]
+    biggest = max(lines[i][1] for i in upper)
+    start = next(i for i in upper if lines[i][1] >= biggest - 0.5)
+    end = start + 1
+    while end < len(lines) and lines[end][1] >= biggest - 0.5 and end - start < 4:
+        end += 1
+    text = " ".join(t for _, _, t in lines[start:end])
+    letters = sum(c.isalpha() or c.isspace() for c in text) / max(len(text), 1)
+    return (start, end) if biggest >= body + 1.5 and 2 <= len(text.split()) <= 40 and letters >= 0.85 else (0, 0)
+
+
+def _join_title(lines: list[str]) -> str:
+    """Title lines as one line; a word hyphenated across lines is joined when it continues in lower case, or in
+    capitals after a short stub ("LAN-" / "GUAGE"), and keeps its hyphen otherwise ("Multi-" / "Head")."""
+    title = ""
+    for line in lines:
+        stub = re.search(r"(\w+)-$", title)
+        if stub and (line[:1].islower() or (line[:2].isupper() and len(stub.group(1)) <= 3)):
+            title = title[:-1] + line
+        else:
+            title = f"{title} {line}".strip()
+    return title
 
 
 def _authors_below(page_text: str, title_lines: list[str]) -> tuple[str, ...]:
-    """Person-like names on the lines under the title, up to the abstract."""
+    """Person-like names on the page's lines under the title (the line that ends it), up to the abstract."""
     if not title_lines:
         return ()
+    last = _squash(title_lines[-1])
     lines = [line.strip() for line in page_text.splitlines() if line.strip()]
-    start = lines.index(title_lines[-1]) + 1 if title_lines[-1] in lines else 0
+    ends = [i for i, line in enumerate(lines) if _squash(line) and (_squash(line) in last or last in _squash(line))]
+    start = ends[0] + 1 if ends else 0
     names: list[str] = []
     for line in lines[start : start + 12]:
         if re.match(r"(?i)^(abstract|introduction|1\s)", line):
@@ -183,6 +223,10 @@ def _authors_below(page_text: str, title_lines: list[str]) -> tuple[str, ...]:
             if 2 <= len(words) <= 4 and not _NOT_A_NAME.search(piece) and all(w[:1].isupper() for w in words):
                 names.append(piece.title() if piece.isupper() else piece)
     return tuple(dict.fromkeys(names))
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.lower())
 
 
 def _meta_text(meta: dict, key: str) -> str:
