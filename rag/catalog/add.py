@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import quote
 from rag.catalog import DEFAULT_SECTION
 from rag.catalog.catalog import HEADING_RE, Catalog, heading_title, parse_list, read_list_text
 from rag.catalog.links import local_target
+from rag.catalog.titles import authors_below, join_title, page_lines, title_run
 from rag.errors import ExtractError
 from rag.extract.pdftext import captured_pypdf_warnings, clean_text, is_pdf
 from rag.ids import ARXIV_ID, new_id_in_name
@@ -26,12 +26,6 @@ from rag.store.home import atomic_write
 
 _STAMP_RE = re.compile(rf"arXiv:\s*{ARXIV_ID}\s*\[[^\]]*\]\s*(?:\d{{1,2}}\s+\w{{3}}\s+(?P<year>\d{{4}}))?")
 _META_ID_RE = re.compile(rf"arXiv[:\s]\s*{ARXIV_ID}", re.IGNORECASE)
-_NOT_A_NAME = re.compile(
-    r"universit|institut|college|school|department|laborator|\blab\b|research|inc\b|corp|google|microsoft|meta\b|"
-    r"allen|center|centre|abstract|introduction|@|\d|usa\b|china|germany|uk\b|canada|proceedings|conference",
-    re.IGNORECASE,
-)
-_MARKS_RE = re.compile(r"[†‡∗*♠♢♡♦♣⋄□§¶#&|,;()\[\]{}α-ωΑ-Ω]|\s{2,}|\band\b")
 
 
 @dataclass(frozen=True)
@@ -103,10 +97,10 @@ def describe_pdf(path: Path) -> PdfFacts:
         except Exception as exc:  # pypdf raises many exception types on damaged files
             raise ExtractError(f"{path}: corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from exc
     arxiv_id, version, stamp_year = _arxiv_id(path.name, page_text, meta)
-    lines = _lines(fragments, height)
-    start, end = _title_run(lines, height)
-    title = _meta_text(meta, "/Title") or _join_title([text for _, _, text in lines[start:end]])
-    authors = _split_meta_authors(_meta_text(meta, "/Author")) or _authors_below(
+    lines = page_lines(fragments, _STAMP_RE)
+    start, end = title_run(lines, height)
+    title = _meta_text(meta, "/Title") or join_title([text for _, _, text in lines[start:end]])
+    authors = _split_meta_authors(_meta_text(meta, "/Author")) or authors_below(
         page_text, [text for _, _, text in lines[start:end]])
     year = stamp_year or (2000 + int(arxiv_id[:2]) if arxiv_id and arxiv_id[:4].isdigit() else None)
     year = year or _meta_year(meta)
@@ -151,82 +145,6 @@ def _arxiv_id(name: str, page_text: str, meta: dict) -> tuple[str | None, int | 
         if found:
             return found["id"], int(found["v"]) if found["v"] else None, None
     return None, None, None
-
-
-def _lines(fragments: list[tuple[float, float, float, str]], height: float) -> list[tuple[float, float, str]]:
-    """The page's lines top to bottom as (y, largest type size, text): fragments on one baseline (within 2 pt),
-    left to right. The arXiv stamp (set sideways in the margin) is left out."""
-    lines: list[list] = []
-    for size, y, x, text in sorted(fragments, key=lambda f: (-f[1], f[2])):
-        if _STAMP_RE.search(text):
-            continue
-        if lines and abs(lines[-1][0] - y) <= 2:
-            lines[-1][1].append((x, size, text))
-        else:
-            lines.append([y, [(x, size, text)]])
-    out = []
-    for y, parts in lines:
-        parts.sort()
-        text = " ".join("".join(t for _, _, t in parts).split())
-        lettered = [size for _, size, t in parts if sum(c.isalpha() for c in t) >= 1]
-        if sum(c.isalpha() for c in text) >= 2 and lettered:
-            out.append((y, max(lettered), text))
-    return out
-
-
-def _title_run(lines: list[tuple[float, float, str]], height: float) -> tuple[int, int]:
-    """[start, end) of the title's lines: the first run of lines set in the largest type of the page's upper
-    half (figures, whose labels are often set larger than the title, sit lower on a first page), when that type
-    is larger than the body text's and the lines are words; (0, 0) when no title stands out (an excerpt)."""
-    upper = [i for i, (y, _, _) in enumerate(lines) if y >= 0.5 * height] or list(range(len(lines)))
-    if not upper:
-        return 0, 0
-    body = Counter(size for _, size, text in lines for _ in text).most_common(1)[0][0]
-    biggest = max(lines[i][1] for i in upper)
-    start = next(i for i in upper if lines[i][1] >= biggest - 0.5)
-    end = start + 1
-    while end < len(lines) and lines[end][1] >= biggest - 0.5 and end - start < 4:
-        end += 1
-    text = " ".join(t for _, _, t in lines[start:end])
-    letters = sum(c.isalpha() or c.isspace() for c in text) / max(len(text), 1)
-    return (start, end) if biggest >= body + 1.5 and 2 <= len(text.split()) <= 40 and letters >= 0.85 else (0, 0)
-
-
-def _join_title(lines: list[str]) -> str:
-    """Title lines as one line; a word hyphenated across lines is joined when it continues in lower case, or in
-    capitals after a short stub ("LAN-" / "GUAGE"), and keeps its hyphen otherwise ("Multi-" / "Head")."""
-    title = ""
-    for line in lines:
-        stub = re.search(r"(\w+)-$", title)
-        if stub and (line[:1].islower() or (line[:2].isupper() and len(stub.group(1)) <= 3)):
-            title = title[:-1] + line
-        else:
-            title = f"{title} {line}".strip()
-    return title
-
-
-def _authors_below(page_text: str, title_lines: list[str]) -> tuple[str, ...]:
-    """Person-like names on the page's lines under the title (the line that ends it), up to the abstract."""
-    if not title_lines:
-        return ()
-    last = _squash(title_lines[-1])
-    lines = [line.strip() for line in page_text.splitlines() if line.strip()]
-    ends = [i for i, line in enumerate(lines) if _squash(line) and (_squash(line) in last or last in _squash(line))]
-    start = ends[0] + 1 if ends else 0
-    names: list[str] = []
-    for line in lines[start : start + 12]:
-        if re.match(r"(?i)^(abstract|introduction|1\s)", line):
-            break
-        for piece in _MARKS_RE.split(clean_text(line)):
-            piece = piece.strip(" .")
-            words = piece.split()
-            if 2 <= len(words) <= 4 and not _NOT_A_NAME.search(piece) and all(w[:1].isupper() for w in words):
-                names.append(piece.title() if piece.isupper() else piece)
-    return tuple(dict.fromkeys(names))
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"[\W_]+", "", text.lower())
 
 
 def _meta_text(meta: dict, key: str) -> str:
