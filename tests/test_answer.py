@@ -144,6 +144,9 @@ def test_split_sentences_are_verbatim_on_real_pages(real_pdfs):
         ("Ainslie, J., Lee-Thorp, J., and de Jong, M. Colt5: faster long-range transformers with routing.", True),
         ("Attention is all you need. Advances in Neural Information Processing Systems, volume thirty.", True),
         ("Figure 3: Uptraining results for GQA.", True),  # a caption that says nothing
+        # 2305.13245v3 p. 4: a figure's axis labels and caption run into a sentence
+        ("Follow-up work showed that multi-query attention 1 4 8 16 32 64 1 2 GQA groups Time per sample (s) MHA GQA "
+         "MQA Figure 6: Time per sample for GQA-XXL as a function of the number of GQA groups.", True),
         ("Figure 3: Time per sample for GQA-XXL as a function of the number of GQA groups with input length 2048 "
          "and output length 512.", False),
     ],

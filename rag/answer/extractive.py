@@ -56,6 +56,8 @@ _BIBLIOGRAPHY = re.compile(
     r"Computational|arXiv:\s?\d|ISBN|ISSN)\b|(?:\b[A-Z][\w'\-]+, (?:[A-Z]\.\s?)+,?\s*(?:and\s+)?){2}")
 _CAPTION = re.compile(r"^(?:Figure|Fig\.|Table|Tab\.)\s*\d+[a-z]?\s*[:.|]", re.I)
 _NUMBER = re.compile(r"\d")
+_CAPTION_INSIDE = re.compile(r".\b(?:Figure|Fig\.|Table)\s*\d+[a-z]?\s*:")  # a caption run into other text
+_FIGURE_RUN = re.compile(r"(?:(?<!\S)[\d.,%]+\s+){4}")  # four numbers in a row: a figure's axis or a table
 MAX_NUMERIC_SHARE = 0.35  # a sentence with more of its words holding digits than this is a table row
 MIN_CAPTION_WORDS = 15  # a caption shorter than this names a figure without saying what it shows
 
@@ -76,6 +78,8 @@ def is_junk(sentence: str) -> bool:
     if sum(bool(_NUMBER.search(word)) for word in words) > MAX_NUMERIC_SHARE * len(words):
         return True  # a table dumped as a line of figures
     if _CAPTION.match(sentence) and len(words) < MIN_CAPTION_WORDS:
+        return True
+    if _CAPTION_INSIDE.search(sentence) or _FIGURE_RUN.search(sentence):
         return True
     return (bool(_REFERENCE_LIKE.search(sentence) or _BIBLIOGRAPHY.search(sentence))
             or len(_YEAR_CITE.findall(sentence)) >= 2)
@@ -156,7 +160,9 @@ def _shortlist(query: str, candidates: list[_Candidate], sides) -> list[_Candida
     order = sorted(range(len(candidates)), key=lambda i: -prior[i])
     keep = set(order[:MAX_ENCODED])
     for side in sides[:2]:
-        keep.update([i for i in order if side.about(candidates[i].text)][:SIDE_ENCODED])
+        about = [i for i in order if side.about(candidates[i].text)]
+        keep.update(about[:SIDE_ENCODED])
+        keep.update({candidates[i].source: i for i in reversed(about)}.values())  # each paper's best about it
         keep.update([i for i in order if candidates[i].side == side.label][:SIDE_ENCODED])
     return [c for i, c in enumerate(candidates) if i in keep]
 
@@ -240,8 +246,8 @@ def _pick_side(side, others, chosen, candidates, relevance, similarity) -> int |
     not naming the other sides, most relevant."""
     used = {candidates[j].source for j in chosen}
     options = [
-        (c.source not in used, side.about(c.text), c.side == side.label,
-         not any(o.about(c.text) for o in others), relevance[i], i)
+        (c.source not in used and side.about(c.text), side.about(c.text), c.source not in used,
+         c.side == side.label, not any(o.about(c.text) for o in others), relevance[i], i)
         for i, c in enumerate(candidates)
         if (side.about(c.text) or c.side == side.label) and i not in chosen
         and not _redundant(i, chosen, candidates, similarity)
