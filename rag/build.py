@@ -24,7 +24,7 @@ from rag.extract.extract import EXTRACTOR_VERSION, extract, stub_document
 from rag.fetch.fetch import FetchReport, fetch_sources
 from rag.retrieve.query import mine_acronyms
 from rag.settings import Settings
-from rag.store.home import Home, sha256
+from rag.store.home import Home, document_key, sha256
 from rag.store.snapshot import Snapshot, SnapshotData, current_id, new_manifest, write_snapshot
 from rag.types import Chunk, Document, Fetched, Progress, Source, SourceRecord
 
@@ -147,7 +147,7 @@ def _document(result: Fetched, home: Home) -> tuple[Document, SourceRecord]:
     status, reason = result.status, result.reason
     document = None
     if result.status == "ok" and result.blob:
-        key = f"{result.blob}:{EXTRACTOR_VERSION}:{result.source.id}:{result.version}"
+        key = document_key(result.blob, EXTRACTOR_VERSION, result.source.id, result.version)
         document = home.load_document(key)
         if document is None:
             try:

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ from rag.retrieve.cite import bibtex, cite
 from rag.retrieve.query import Query
 from rag.retrieve.search import Filters, passages, retrieve
 from rag.settings import Settings
-from rag.store.home import Home
+from rag.store.home import Home, document_key
 from rag.store.snapshot import Snapshot, current_id
 from rag.types import Answer, Fetched, Passage, Progress, Source, SourceRecord
 
@@ -240,13 +241,19 @@ class Library:
         return build(self.settings, progress=progress, gate=self.gold_gate(gate) if gate else None)
 
     # ---- evaluation -------------------------------------------------------------------------------------
-    def evaluate_gold(self, gold: str | Path, *, k: int = 10) -> GoldReport:
-        """`rag eval --gold`: ask each gold question of the published snapshot, as `ask` does (passages only)."""
+    def evaluate_gold(self, gold: str | Path, *, k: int | None = None, split: str | None = None) -> GoldReport:
+        """`rag eval --gold`: ask each gold question (of one `split`, if given) of the published snapshot, as `ask`
+        does (passages only, k = RAG_K), and score hit@k, MRR, page@k and fidelity (rag.eval.gold)."""
         from rag.eval.files import load_gold
 
-        return self._scored(load_gold(Path(gold)), k)
+        questions = load_gold(Path(gold))
+        if split:
+            questions = [q for q in questions if q.split == split]
+        return self._scored(questions, k or self.settings.k)
 
-    def _scored(self, questions: Sequence[GoldQuestion], k: int) -> GoldReport:
+    def _scored(self, questions: Sequence[GoldQuestion], k: int, held: Collection[str] | None = None) -> GoldReport:
+        """Gold figures of this library's snapshot; `held` (default: the sources it holds text of) decides which
+        questions count."""
         from rag.eval.gold import score_gold
 
         snapshot = self.snapshot()
@@ -255,11 +262,28 @@ class Library:
             pinned = Library(self.settings, snapshot=snapshot)
             pinned._embedder = self._embedder_for(snapshot)
         return score_gold(questions, lambda question: pinned.ask(question, k, summary=None).passages,
-                          snapshot_id=snapshot.id, held=set(snapshot.sources))
+                          snapshot_id=snapshot.id, held=_held(snapshot) if held is None else held,
+                          page_texts=self._page_texts(snapshot))
+
+    def _page_texts(self, snapshot: Snapshot) -> Callable[[str], tuple[str, ...] | None]:
+        """A source's page texts as the snapshot's build extracted them (from the document cache), for fidelity."""
+        extractor = str(snapshot.manifest.get("extractor", {}).get("version", ""))
+
+        @functools.lru_cache(maxsize=None)
+        def texts(source_id: str) -> tuple[str, ...] | None:
+            record = snapshot.sources.get(source_id)
+            if record is None or not record.pages or not record.blob:
+                return None
+            document = self.home.load_document(document_key(record.blob, extractor, source_id, record.version))
+            return tuple(page.text for page in document.pages) if document is not None else None
+
+        return texts
 
     def gold_gate(self, gold: str | Path, margin: float | None = None) -> Callable[[Snapshot], None]:
         """A `build` gate: score the new snapshot and the published one on the gold questions; GateFailed when
-        a metric falls by more than `margin` (default RAG_GATE_MARGIN). A broken gold file fails here, at once."""
+        a metric (hit@k, MRR, page@k, fidelity) falls by more than `margin` (default RAG_GATE_MARGIN). Both are
+        scored on the questions whose sources the published snapshot holds, so a paper the new one lost counts
+        against it. A broken gold file fails here, at once."""
         from rag.eval.files import load_gold
         from rag.eval.gold import gate_check
 
@@ -272,8 +296,10 @@ class Library:
                 published = Snapshot.open_current(self.home)
             except IndexMissing:
                 published = None
-            new = Library(self.settings, snapshot=candidate)._scored(questions, 10)
-            old = Library(self.settings, snapshot=published)._scored(questions, 10) if published else None
+            k = self.settings.k
+            old = Library(self.settings, snapshot=published)._scored(questions, k) if published else None
+            held = _held(published) if published else None
+            new = Library(self.settings, snapshot=candidate)._scored(questions, k, held)
             result = gate_check(new, old, margin)
             if not result.passed:
                 raise GateFailed(
@@ -290,6 +316,11 @@ class Library:
         from rag.eval.beir import evaluate_beir
 
         return evaluate_beir(Path(folder), self.settings, split=split, limit=limit, title=title, progress=progress)
+
+
+def _held(snapshot: Snapshot) -> set[str]:
+    """The sources a snapshot holds text of (not only the list's own title for an entry it could not fetch)."""
+    return {sid for sid in snapshot.source_ids if snapshot.sources[sid].pages > 0}
 
 
 def _side_aliases(query: Query) -> tuple[str, ...]:

@@ -174,3 +174,21 @@ def test_chicago_authors():
     assert chicago_authors(["Noam Shazeer"]) == "Shazeer, Noam"
     assert chicago_authors(["DeepSpeed"]) == "DeepSpeed"
     assert chicago_authors([]) == ""
+
+
+@pytest.mark.parametrize("folder, name, title", [
+    # a figure on the first page is set in larger type than the title: its text must not become the title
+    ("seed_pdfs", "2306.17806v1.pdf", "Stay on topic with Classifier-Free Guidance"),
+    ("pdfs_more", "2405.04434.pdf", "DeepSeek-V2: A Strong, Economical, and Efficient Mixture-of-Experts Language Model"),
+    # a title in small capitals, hyphenated across two lines
+    ("pdfs_more", "2106.09685v2.pdf", "LORA: LOW-RANK ADAPTATION OF LARGE LANGUAGE MODELS"),
+    ("seed_pdfs", "2305.13245v3.pdf",
+     "GQA: Training Generalized Multi-Query Transformer Models from Multi-Head Checkpoints"),
+    ("pdfs", "2305.03393v1-pg9.pdf", ""),  # one page from the middle of a paper: no title stands out
+])
+def test_describe_pdf_finds_the_title_not_a_figure(folder, name, title):
+    from conftest import shared_path
+
+    from rag.catalog.add import describe_pdf
+
+    assert describe_pdf(shared_path(folder, name)).title == title

@@ -84,7 +84,8 @@ def test_reading_list_fetch_and_gold_through_the_library(index, tmp_path):
     gold.write_text('{"question": "grouped-query attention key heads", "expect": [{"source": "%s", "pages": [1]}]}\n'
                     % catalog.sources[0].id)
     scored = library.evaluate_gold(gold)
-    assert (scored.hit1, scored.page_accuracy, scored.snapshot_id) == (1.0, 1.0, library.snapshot().id)
+    assert (scored.overall.hit1, scored.overall.page5, scored.snapshot_id) == (1.0, 1.0, library.snapshot().id)
+    assert scored.overall.fidelity == 1.0
 
 
 def test_add_through_the_library_keeps_the_list_permissions(index, tmp_path):

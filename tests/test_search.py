@@ -166,10 +166,36 @@ def test_bm25_matches_a_hand_worked_lucene_formula():
 
 def test_at_most_per_paper_passages_from_one_source(snapshot, embedder, settings):
     question = "length extrapolation attention resolution blockwise causal"
-    capped = retrieve(snapshot, embedder, question, settings, k=5, per_paper=2)
+    no_focus = settings.with_overrides(focus_share=2.0)  # a paper never counts as dominating
+    capped = retrieve(snapshot, embedder, question, no_focus, k=5, per_paper=2)
     assert sources_of(snapshot, capped.hits).count(LEX) == 2 and len(capped.hits) == 5
-    uncapped = retrieve(snapshot, embedder, question, settings, k=5, per_paper=0)
+    uncapped = retrieve(snapshot, embedder, question, no_focus, k=5, per_paper=0)
     assert sources_of(snapshot, uncapped.hits).count(LEX) == 5
+
+
+def test_a_paper_that_dominates_the_ranking_gets_more_places(snapshot, embedder, settings):
+    """The question is about one paper (its chunks hold the top of the ranking): up to RAG_FOCUS_PER_PAPER of its
+    passages, so the page that answers is not crowded out by the same paper's other pages."""
+    question = "length extrapolation attention resolution blockwise causal"
+    found = retrieve(snapshot, embedder, question, settings, k=5, per_paper=2)
+    assert sources_of(snapshot, found.hits).count(LEX) == settings.focus_per_paper == 4
+
+
+def test_a_paper_the_question_names_gets_more_places(snapshot, embedder, settings):
+    no_dominance = settings.with_overrides(focus_share=2.0, focus_per_paper=3)
+    plain = retrieve(snapshot, embedder, "key value heads decoding", no_dominance, k=5, per_paper=1)
+    named = retrieve(snapshot, embedder, "key value heads decoding in GQA", no_dominance, k=5, per_paper=1)
+    assert sources_of(snapshot, plain.hits).count(GQA) <= 1
+    assert sources_of(snapshot, named.hits).count(GQA) == 3  # named by its title's short name
+
+
+def test_cap_with_a_focused_source():
+    from rag.retrieve.search import Hit, cap
+
+    hits = [Hit(row, 1.0 - row / 10, None, None, None, None) for row in range(8)]
+    row_source = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    assert [h.row for h in cap(hits, 5, 2, row_source)] == [0, 1, 4, 5, 7]
+    assert [h.row for h in cap(hits, 5, 2, row_source, focus=frozenset({0}), focus_cap=3)] == [0, 1, 2, 4, 5]
 
 
 def test_filters_by_section_paper_and_year(snapshot, embedder, settings):

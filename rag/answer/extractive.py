@@ -33,6 +33,15 @@ MIN_SENTENCES, MAX_SENTENCES = 2, 5
 MAX_PASSAGES = 8  # sentences come from at most this many top passages
 MAX_ENCODED, SIDE_ENCODED = 10, 3  # sentences encoded per answer (see _shortlist), and kept per comparison side
 MIN_WORDS, MAX_WORDS = 6, 80  # shorter is a fragment; longer is usually a table or run-on extraction
+NUMBER_BONUS = 0.1  # a sentence with a figure, when the question asks for a number
+DEFINITION_BONUS = 0.05  # a sentence saying what something is, when the question asks what it is
+_NUMERIC_QUESTION = re.compile(
+    r"\bhow (?:many|much|fast|large|big|long|often|far|small)\b|\bby how\b|\bwhat (?:fraction|percentage|share|"
+    r"proportion)\b|\b(?:number|rate|score|accuracy|speed-?up|cost|perplexity|coefficient|size|count|percent)s? "
+    r"(?:of|does|did|do|is|was|are|were)\b|\bwhich value\b", re.I)
+_DEFINITION_QUESTION = re.compile(r"^\s*(?:what (?:is|are|does|do)\b|define\b|what(?:'s| is) meant by\b)", re.I)
+_FIGURE = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?\s?(?:%|×|x\b|[kKMBT]\b)?(?![\d])(?!\)?\s*\]|\d{2}\))")
+_DEFINES = re.compile(r"\b(?:is|are|refers to|denotes|means|consists of|is defined as|we call|called)\b", re.I)
 
 _REFERENCE_LIKE = re.compile(
     r"^\s*\[\d+\]|\bIn Proceedings\b|\barXiv preprint\b|\bdoi\.org\b|\bhttps?://|\bpp\.\s*\d|\bvol\.\s*\d", re.I
@@ -42,10 +51,20 @@ _YEAR_CITE = re.compile(r"\(\d{4}[a-z]?\)|\b(?:19|20)\d{2}[a-z]?\.")
 # start like one (not in lower case) and end like one (full stop, ? or !, maybe inside quotes or brackets).
 _SENTENCE_END = re.compile(r"[.!?][\"'’”)\]]*$")
 _CODE_LIKE = re.compile(r">>>|\s==?\s|\w\s?\(\s*\)|[{};]\s*$")  # code listings and equations
+_BIBLIOGRAPHY = re.compile(
+    r"\b(?:Proceedings of|Conference on|Workshop on|Advances in Neural|Journal of|Transactions on|Association for "
+    r"Computational|arXiv:\s?\d|ISBN|ISSN)\b|(?:\b[A-Z][\w'\-]+, (?:[A-Z]\.\s?)+,?\s*(?:and\s+)?){2}")
+_CAPTION = re.compile(r"^(?:Figure|Fig\.|Table|Tab\.)\s*\d+[a-z]?\s*[:.|]", re.I)
+_NUMBER = re.compile(r"\d")
+_CAPTION_INSIDE = re.compile(r".\b(?:Figure|Fig\.|Table)\s*\d+[a-z]?\s*:")  # a caption run into other text
+_FIGURE_RUN = re.compile(r"(?:(?<!\S)[\d.,%]+\s+){4}")  # four numbers in a row: a figure's axis or a table
+MAX_NUMERIC_SHARE = 0.35  # a sentence with more of its words holding digits than this is a table row
+MIN_CAPTION_WORDS = 15  # a caption shorter than this names a figure without saying what it shows
 
 
 def is_junk(sentence: str) -> bool:
-    """Fragments, tables, equations and reference-list lines make poor answer sentences."""
+    """Fragments, table rows, equations and code, short captions and reference-list lines make poor answer
+    sentences."""
     words = sentence.split()
     if not MIN_WORDS <= len(words) <= MAX_WORDS:
         return True
@@ -56,7 +75,14 @@ def is_junk(sentence: str) -> bool:
     visible = [c for c in sentence if not c.isspace()]
     if sum(c.isalpha() for c in visible) < 0.6 * len(visible):
         return True
-    return bool(_REFERENCE_LIKE.search(sentence)) or len(_YEAR_CITE.findall(sentence)) >= 2
+    if sum(bool(_NUMBER.search(word)) for word in words) > MAX_NUMERIC_SHARE * len(words):
+        return True  # a table dumped as a line of figures
+    if _CAPTION.match(sentence) and len(words) < MIN_CAPTION_WORDS:
+        return True
+    if _CAPTION_INSIDE.search(sentence) or _FIGURE_RUN.search(sentence):
+        return True
+    return (bool(_REFERENCE_LIKE.search(sentence) or _BIBLIOGRAPHY.search(sentence))
+            or len(_YEAR_CITE.findall(sentence)) >= 2)
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,8 @@ class _Candidate:
     position: int  # index of the sentence within that passage
     text: str
     terms: frozenset[str]
+    source: str = ""  # the paper it comes from
+    side: str | None = None  # the comparison side its passage was retrieved for
 
 
 @dataclass(frozen=True)
@@ -105,7 +133,8 @@ def _candidates(passages: Sequence[Passage]) -> list[_Candidate]:
             if key in seen or junk:
                 continue
             seen.add(key)
-            found.append(_Candidate(rank, position, text, content_terms(text)))
+            found.append(_Candidate(rank, position, text, content_terms(text), passage.chunk.source_id,
+                                    passage.side))
     return found
 
 
@@ -118,7 +147,8 @@ def _without_heading(sentence: str, section: str) -> str:
 
 
 def _shortlist(query: str, candidates: list[_Candidate], sides) -> list[_Candidate]:
-    """At most MAX_ENCODED candidates, by query-term overlap and passage rank, keeping some about each side.
+    """At most MAX_ENCODED candidates, by query-term overlap and passage rank, keeping some about each side and
+    some from the passages retrieved for it.
 
     Encoding every sentence of 8 passages (~80) costs ~10x a search on 2 cores; the sentences the encoder
     would rank first almost always share query terms or sit in the top passages, so only those are encoded.
@@ -130,24 +160,53 @@ def _shortlist(query: str, candidates: list[_Candidate], sides) -> list[_Candida
     order = sorted(range(len(candidates)), key=lambda i: -prior[i])
     keep = set(order[:MAX_ENCODED])
     for side in sides[:2]:
-        keep.update([i for i in order if side.about(candidates[i].text)][:SIDE_ENCODED])
+        about = [i for i in order if side.about(candidates[i].text)]
+        keep.update(about[:SIDE_ENCODED])
+        keep.update({candidates[i].source: i for i in reversed(about)}.values())  # each paper's best about it
+        keep.update([i for i in order if candidates[i].side == side.label][:SIDE_ENCODED])
     return [c for i, c in enumerate(candidates) if i in keep]
+
+
+def sentence_vectors(texts: Sequence[str], embedder) -> np.ndarray:
+    """Unit vectors of candidate sentences (one encoder batch). The one place the answer gets sentence vectors,
+    so that their source (encoding now, or vectors the build stored) can change here alone."""
+    return np.asarray(embedder.encode(list(texts)), dtype=np.float32)
+
+
+def asks_for_number(query: str) -> bool:
+    """"How many / how much / how fast ...", "what ... rate / score / speedup ...": the answer is a figure."""
+    return bool(_NUMERIC_QUESTION.search(query))
+
+
+def asks_for_definition(query: str) -> bool:
+    """"What is X", "what does X mean", "define X"."""
+    return bool(_DEFINITION_QUESTION.search(query))
+
+
+def _style_bonus(query: str, candidates: list[_Candidate]) -> np.ndarray:
+    """Prefer sentences of the kind the question asks for: one holding a figure when it asks for a number, one
+    that says what something is when it asks for a definition."""
+    bonus = np.zeros(len(candidates))
+    if asks_for_number(query):
+        bonus += [NUMBER_BONUS * bool(_FIGURE.search(c.text)) for c in candidates]
+    if asks_for_definition(query):
+        bonus += [DEFINITION_BONUS * bool(_DEFINES.search(c.text)) for c in candidates]
+    return bonus
 
 
 def _relevance(query: str, candidates: list[_Candidate], embedder,
                query_vector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(relevance per candidate, candidate-by-candidate cosine matrix), from one encoder batch (the query's
-    own vector too, unless retrieval already made it)."""
-    texts = [c.text for c in candidates]
+    """(relevance per candidate, candidate-by-candidate cosine matrix): cosine to the query, share of its terms,
+    a little trust in retrieval's order, and the bonus for the kind of sentence the question asks for."""
     if query_vector is None:
-        vectors = np.asarray(embedder.encode([query] + texts), dtype=np.float32)
-    else:
-        vectors = np.vstack([np.asarray(query_vector, np.float32), np.asarray(embedder.encode(texts), np.float32)])
-    cosine = vectors[1:] @ vectors[0]
+        query_vector = embedder.encode([query])[0]
+    vectors = sentence_vectors([c.text for c in candidates], embedder)
+    cosine = vectors @ np.asarray(query_vector, np.float32)
     query_terms = content_terms(query)
     overlap = np.array([len(c.terms & query_terms) / max(len(query_terms), 1) for c in candidates])
     bonus = np.array([RANK_BONUS / (c.passage + 1) for c in candidates])
-    return DENSE_WEIGHT * cosine + TERM_WEIGHT * overlap + bonus, vectors[1:] @ vectors[1:].T
+    relevance = DENSE_WEIGHT * cosine + TERM_WEIGHT * overlap + bonus + _style_bonus(query, candidates)
+    return relevance, vectors @ vectors.T
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -182,13 +241,18 @@ def _mmr_fill(chosen, candidates, relevance, similarity, limit) -> list[int]:
 
 
 def _pick_side(side, others, chosen, candidates, relevance, similarity) -> int | None:
-    """The most relevant sentence about `side`, preferring ones that do not also name the other sides."""
+    """The best sentence for one side of a comparison: from a paper no other side's sentence came from (each side
+    is quoted from its own paper), about the side (naming it, or from a passage retrieved for it), preferably
+    not naming the other sides, most relevant."""
+    used = {candidates[j].source for j in chosen}
     options = [
-        (not any(o.about(c.text) for o in others), relevance[i], i)
+        (c.source not in used and side.about(c.text), side.about(c.text), c.source not in used,
+         c.side == side.label, not any(o.about(c.text) for o in others), relevance[i], i)
         for i, c in enumerate(candidates)
-        if side.about(c.text) and i not in chosen and not _redundant(i, chosen, candidates, similarity)
+        if (side.about(c.text) or c.side == side.label) and i not in chosen
+        and not _redundant(i, chosen, candidates, similarity)
     ]
-    return max(options)[2] if options else None
+    return max(options)[-1] if options else None
 
 
 def _sentence(candidate: _Candidate, joiner: str = " ") -> Sentence:
@@ -210,7 +274,8 @@ def extractive_summary(
     """A 2-5 sentence answer taken verbatim from `passages` (best first), each marked [n] (1-based).
 
     Args:
-        embedder: anything with `.encode(texts) -> unit vectors` (rag.embed.Embedder); called once.
+        embedder: anything with `.encode(texts) -> unit vectors` (rag.embed.Embedder); called once for the
+            sentences (sentence_vectors), and once for the query when `query_vector` is not given.
         query_vector: the query's vector when the caller already has it (retrieval encoded the same text).
         sides: the two sides of a comparison question, e.g. ("GQA|grouped-query attention", "MQA");
             the answer then opens with one sentence about each, joined "A … [i]; B … [j]".
@@ -219,22 +284,22 @@ def extractive_summary(
     candidates = _candidates(passages)
     if not candidates:
         return Summary(sentences=(), notice="no sentence of the passages fits an answer" if passages else "")
-    limit = min(max(max_sentences, MIN_SENTENCES), MAX_SENTENCES)
     parsed = parse_sides(sides)
+    # said only when true: no passage (not only no sentence fit for an answer) names that side or holds its words
+    missing = [side.label for side in parsed[:2]
+               if not any(side.about(p.text) or content_terms(side.label) <= content_terms(p.text) for p in passages)]
+    limit = min(max(max_sentences, MIN_SENTENCES), MAX_SENTENCES)
     candidates = _shortlist(query, candidates, parsed)
     relevance, similarity = _relevance(query, candidates, embedder, query_vector)
     pair: list[int] = []
-    missing = []
     for side in parsed[:2]:
         others = [s for s in parsed if s is not side]
         pick = _pick_side(side, others, pair, candidates, relevance, similarity)
-        if pick is None:
-            missing.append(side.label)
-        else:
+        if pick is not None:
             pair.append(pick)
     chosen = _mmr_fill(pair, candidates, relevance, similarity, limit)
     rest = sorted(chosen[len(pair) :], key=lambda i: (candidates[i].passage, candidates[i].position))
     sentences = [_sentence(candidates[i], "; " if n == 0 and len(pair) == 2 else " ") for n, i in enumerate(pair)]
     sentences += [_sentence(candidates[i]) for i in rest]
-    notice = f"no passage sentence mentions {' or '.join(missing)}" if missing else ""
+    notice = f"no passage mentions {' or '.join(missing)}" if missing else ""
     return Summary(sentences=tuple(sentences), method="extractive", notice=notice)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from rag.catalog import DEFAULT_SECTION
 from rag.catalog.catalog import HEADING_RE, Catalog, heading_title, parse_list, read_list_text
 from rag.catalog.links import local_target
+from rag.catalog.titles import authors_below, join_title, page_lines, title_run
 from rag.errors import ExtractError
 from rag.extract.pdftext import captured_pypdf_warnings, clean_text, is_pdf
 from rag.ids import ARXIV_ID, new_id_in_name
@@ -25,12 +26,6 @@ from rag.store.home import atomic_write
 
 _STAMP_RE = re.compile(rf"arXiv:\s*{ARXIV_ID}\s*\[[^\]]*\]\s*(?:\d{{1,2}}\s+\w{{3}}\s+(?P<year>\d{{4}}))?")
 _META_ID_RE = re.compile(rf"arXiv[:\s]\s*{ARXIV_ID}", re.IGNORECASE)
-_NOT_A_NAME = re.compile(
-    r"universit|institut|college|school|department|laborator|\blab\b|research|inc\b|corp|google|microsoft|meta\b|"
-    r"allen|center|centre|abstract|introduction|@|\d|usa\b|china|germany|uk\b|canada|proceedings|conference",
-    re.IGNORECASE,
-)
-_MARKS_RE = re.compile(r"[†‡∗*♠♢♡♦♣⋄□§¶#&|,;()\[\]{}α-ωΑ-Ω]|\s{2,}|\band\b")
 
 
 @dataclass(frozen=True)
@@ -96,21 +91,24 @@ def describe_pdf(path: Path) -> PdfFacts:
         raise ExtractError(f"{path}: not a PDF (no %PDF- header)")
     with captured_pypdf_warnings():
         try:
-            meta, page_text, fragments = _first_page(path)
+            meta, page_text, fragments, height = _first_page(path)
         except ExtractError:
             raise
         except Exception as exc:  # pypdf raises many exception types on damaged files
             raise ExtractError(f"{path}: corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from exc
     arxiv_id, version, stamp_year = _arxiv_id(path.name, page_text, meta)
-    title_lines = _title_lines(page_text, fragments)
-    title = _meta_text(meta, "/Title") or " ".join(title_lines)
-    authors = _split_meta_authors(_meta_text(meta, "/Author")) or _authors_below(page_text, title_lines)
+    lines = page_lines(fragments, _STAMP_RE)
+    start, end = title_run(lines, height)
+    title = _meta_text(meta, "/Title") or join_title([text for _, _, text in lines[start:end]])
+    authors = _split_meta_authors(_meta_text(meta, "/Author")) or authors_below(
+        page_text, [text for _, _, text in lines[start:end]])
     year = stamp_year or (2000 + int(arxiv_id[:2]) if arxiv_id and arxiv_id[:4].isdigit() else None)
     year = year or _meta_year(meta)
     return PdfFacts(os.path.abspath(path), _tidy(title), authors, year, arxiv_id, version)
 
 
-def _first_page(path: Path) -> tuple[dict, str, list[tuple[float, str]]]:
+def _first_page(path: Path) -> tuple[dict, str, list[tuple[float, float, float, str]], float]:
+    """(metadata, first page's text, its text fragments as (size, y, x, text), the page's height)."""
     from pypdf import PdfReader
 
     reader = PdfReader(path)
@@ -118,16 +116,20 @@ def _first_page(path: Path) -> tuple[dict, str, list[tuple[float, str]]]:
         raise ExtractError(f"{path}: encrypted PDF that needs a password")
     if not reader.pages:
         raise ExtractError(f"{path}: PDF without pages")
-    fragments: list[tuple[float, str]] = []
+    fragments: list[tuple[float, float, float, str]] = []
 
-    def visit(text, cm, tm, font, size):  # effective size: font size scaled by both matrices
+    def visit(text, cm, tm, font, size):  # effective size: font size scaled by both matrices; position on the page
         if text.strip():
             scale = (tm[2] ** 2 + tm[3] ** 2) ** 0.5 * (cm[2] ** 2 + cm[3] ** 2) ** 0.5
-            fragments.append((round(float(size) * scale, 1), text))
+            x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+            y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+            fragments.append((round(float(size) * scale, 1), float(y), float(x), text))
 
-    page_text = reader.pages[0].extract_text(visitor_text=visit) or ""
+    page = reader.pages[0]
+    page_text = page.extract_text(visitor_text=visit) or ""
     meta = {key: str(value) for key, value in (reader.metadata or {}).items()}
-    return meta, page_text, fragments
+    box = page.mediabox
+    return meta, page_text, fragments, float(box.top) - float(box.bottom)
 
 
 def _arxiv_id(name: str, page_text: str, meta: dict) -> tuple[str | None, int | None, int | None]:
@@ -143,46 +145,6 @@ def _arxiv_id(name: str, page_text: str, meta: dict) -> tuple[str | None, int | 
         if found:
             return found["id"], int(found["v"]) if found["v"] else None, None
     return None, None, None
-
-
-def _title_lines(page_text: str, fragments: list[tuple[float, str]]) -> list[str]:
-    """The first run of first-page lines set in its largest type (the arXiv stamp aside); [] if no title."""
-    pieces = [(size, text.strip()) for size, text in fragments
-              if len(text.strip()) >= 3 and not _STAMP_RE.search(text)]
-    if not pieces:
-        return []
-    biggest = max(size for size, _ in pieces)
-    largest = [text for size, text in pieces if size >= biggest - 0.5]
-    lines = [line.strip() for line in page_text.splitlines() if line.strip()]
-    chosen = [i for i, line in enumerate(lines) if any(piece in line for piece in largest)]
-    if not chosen:
-        return []
-    run = [chosen[0]]
-    for i in chosen[1:]:
-        if i != run[-1] + 1:
-            break
-        run.append(i)
-    title_lines = lines[run[0] : run[-1] + 1]
-    words = len(" ".join(title_lines).split())
-    return title_lines if 2 <= words <= 40 and len(run) <= 4 else []
-
-
-def _authors_below(page_text: str, title_lines: list[str]) -> tuple[str, ...]:
-    """Person-like names on the lines under the title, up to the abstract."""
-    if not title_lines:
-        return ()
-    lines = [line.strip() for line in page_text.splitlines() if line.strip()]
-    start = lines.index(title_lines[-1]) + 1 if title_lines[-1] in lines else 0
-    names: list[str] = []
-    for line in lines[start : start + 12]:
-        if re.match(r"(?i)^(abstract|introduction|1\s)", line):
-            break
-        for piece in _MARKS_RE.split(clean_text(line)):
-            piece = piece.strip(" .")
-            words = piece.split()
-            if 2 <= len(words) <= 4 and not _NOT_A_NAME.search(piece) and all(w[:1].isupper() for w in words):
-                names.append(piece.title() if piece.isupper() else piece)
-    return tuple(dict.fromkeys(names))
 
 
 def _meta_text(meta: dict, key: str) -> str:

@@ -163,7 +163,7 @@ def sources_command(
 def eval_command(
     beir: Annotated[Optional[Path], typer.Option("--beir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/.")] = None,
     gold: Annotated[Optional[Path], typer.Option("--gold", help="Gold questions (JSONL) to ask the published index.")] = None,
-    split: Annotated[str, typer.Option("--split", help="BEIR qrels split: test, train, dev.")] = "test",
+    split: Annotated[Optional[str], typer.Option("--split", help="BEIR qrels split (test, train, dev; default test); gold questions of one split (dev, test; default all).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N judged queries (quick runs).")] = None,
     title: Annotated[str, typer.Option("--title", help="BEIR titles: sentence | heading | none.")] = "sentence",
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="zscore | rrf (RAG_FUSION).")] = None,
@@ -171,7 +171,7 @@ def eval_command(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score retrieval: BM25, dense and hybrid on a BEIR dataset, or hit@k/MRR/page accuracy on gold questions.
+    """Score retrieval: BM25, dense and hybrid on a BEIR dataset, or hit@k, MRR, page@k, fidelity on gold questions.
 
     The BEIR corpus is indexed by the product's own pipeline into <home>/eval/<recipe>/ (never the published
     index) once per recipe; reruns reuse it.
@@ -183,11 +183,11 @@ def eval_command(
     library = library_from(home=home, fusion=fusion, lexical_weight=lexical_weight)
     if beir is not None:
         with Bars(enabled=not as_json and sys.stderr.isatty()) as bars:
-            report = library.evaluate_beir(beir, split=split, limit=limit, title=title,  # type: ignore[arg-type]
+            report = library.evaluate_beir(beir, split=split or "test", limit=limit, title=title,  # type: ignore[arg-type]
                                            progress=bars.update)
         typer.echo(reports.eval_json(report) if as_json else reports.beir_table(report))
     else:
-        report = library.evaluate_gold(gold)
+        report = library.evaluate_gold(gold, split=split)
         typer.echo(reports.eval_json(report) if as_json else reports.gold_table(report))
 
 

@@ -157,16 +157,35 @@ def beir_table(report) -> str:
 
 
 def gold_table(report) -> str:
-    lines = [f"{'rank':>4}  {'page':<4}  question"]
+    """One line per question (rank of the first expected source, of the first expected page), then the figures
+    overall, per split and per kind, and what was skipped."""
+    lines = [f"{'rank':>4}  {'page':>4}  {'split':<5}  {'kind':<10}  question"]
     for r in report.results:
-        page = "-" if r.page_ok is None else ("ok" if r.page_ok else "no")
-        lines.append(f"{r.rank or '-':>4}  {page:<4}  {r.question}")
-    pages = "n/a" if report.page_accuracy is None else f"{report.page_accuracy:.3f} ({report.paged} with pages)"
-    lines.append(f"snapshot {report.snapshot_id}: {report.questions} questions; hit@1 {report.hit1:.3f}  "
-                 f"hit@5 {report.hit5:.3f}  MRR {report.mrr:.3f}  page accuracy {pages}")
-    if report.missing_sources:
-        lines.append("not in the index: " + ", ".join(report.missing_sources))
+        page = "skip" if not r.held else "-" if not r.paged else (r.page_rank or "no")
+        rank = r.rank or ("" if not r.held else "-")
+        lines.append(f"{rank:>4}  {page:>4}  {r.split:<5}  {r.kind:<10}  {r.question}")
+    lines += ["", f"snapshot {report.snapshot_id}", _figures_header()]
+    lines.append(_figures_row("all", report.overall))
+    for name, figures in report.by_split.items():
+        lines.append(_figures_row(f"split {name}", figures))
+    for name, figures in report.by_kind.items():
+        lines.append(_figures_row(f"kind {name}", figures))
+    if report.skipped:
+        lines.append(f"skipped {report.skipped} question(s): the index holds no text of "
+                     + ", ".join(report.missing_sources))
     return "\n".join(lines)
+
+
+def _figures_header() -> str:
+    return f"{'':<16}{'n':>4}{'hit@1':>7}{'hit@5':>7}{'MRR':>7}{'paged':>7}{'page@1':>8}{'page@5':>8}{'fidelity':>10}"
+
+
+def _figures_row(name: str, f) -> str:
+    def show(value, width):
+        return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.3f}"
+
+    return (f"{name:<16}{f.questions:>4}{f.hit1:>7.3f}{f.hit5:>7.3f}{f.mrr:>7.3f}{f.paged:>7}"
+            f"{show(f.page1, 8)}{show(f.page5, 8)}{show(f.fidelity, 10)}")
 
 
 def eval_json(report) -> str:

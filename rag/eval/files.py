@@ -12,7 +12,10 @@ Gold questions (`rag eval --gold FILE.jsonl`, `rag build --gate FILE.jsonl`): on
 - `source`: a source id as the reading list yields it (`arxiv:2305.13245`; a bare arXiv id is accepted).
   Any listed source counts as a hit.
 - `pages`: 1-based physical pages (what `#page=N` opens) where the answer is; optional. Leave it out when
-  unsure: page accuracy is computed over the questions that list pages only.
+  unsure: page@k is computed over the questions that list pages only.
+- `evidence` (optional): phrases found on those pages (tests/test_gold_file.py checks them against the PDFs).
+- `split` (optional): `dev` (tune on it) or `test` (report only); `kind` (optional): what is asked, e.g.
+  definition, mechanism, number, comparison, result, detail. Reports break the figures down by both.
 - Blank lines and lines starting with `#` are skipped.
 """
 
@@ -101,10 +104,14 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
 # ---- Gold questions --------------------------------------------------------------------------------------
 
 
+SPLITS = ("", "dev", "test")  # "": the line names no split
+
+
 @dataclass(frozen=True)
 class GoldExpect:
     source: str
     pages: tuple[int, ...] = ()
+    evidence: tuple[str, ...] = ()  # phrases on those pages
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,8 @@ class GoldQuestion:
     question: str
     expect: tuple[GoldExpect, ...]
     line: int = 0
+    split: str = ""  # "dev" | "test" | "" (not said)
+    kind: str = ""
 
 
 def load_gold(path: Path) -> list[GoldQuestion]:
@@ -133,16 +142,20 @@ def _gold_line(path: Path, number: int, line: str) -> GoldQuestion:
         row = json.loads(line)
         question = str(row["question"]).strip()
         expect = tuple(
-            GoldExpect(_source_id(str(e["source"])), tuple(sorted({int(p) for p in e.get("pages") or ()})))
+            GoldExpect(_source_id(str(e["source"])), tuple(sorted({int(p) for p in e.get("pages") or ()})),
+                       tuple(str(phrase) for phrase in e.get("evidence") or ()))
             for e in row["expect"]
         )
+        split, kind = str(row.get("split") or ""), str(row.get("kind") or "")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EvalError(
             f'{path}:{number}: expected {{"question": ..., "expect": [{{"source": ..., "pages": [...]}}]}} ({exc!r})'
         ) from exc
     if not question or not expect:
         raise EvalError(f"{path}:{number}: a gold line needs a question and at least one expected source")
-    return GoldQuestion(question, expect, number)
+    if split not in SPLITS:
+        raise EvalError(f"{path}:{number}: split {split!r} is not one of {', '.join(s for s in SPLITS if s)}")
+    return GoldQuestion(question, expect, number, split, kind)
 
 
 def _source_id(value: str) -> str:

@@ -1,85 +1,202 @@
 """Gold questions asked of an index, and the build gate that compares two indexes on them.
 
-Per question: the rank of the first passage from an expected source (hit@1, hit@5, MRR over the passages
-returned) and, when pages are given, whether that passage's cited pages include an expected page. The passages
-come from the caller, who asks each question the way `ask` does (rag.library.Library.evaluate_gold); the file
-format is in rag.eval.files.
+Per question, over the k passages `ask` returns (k = RAG_K, 5 by default): the rank of the first passage from an
+expected source (hit@1, hit@5, MRR), the rank of the first one that also cites one of that source's expected pages
+(page@1, page@5), and for every passage whether its text is on the pages its citation names (fidelity). A question
+whose expected sources the index does not hold with text (not in the list, or only the list's own title) is
+skipped and reported, not counted as a miss. The passages come from the caller, who asks each question the way
+`ask` does (rag.library.Library.evaluate_gold); the file format is in rag.eval.files.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.eval.files import GoldQuestion
 from rag.types import Passage
 
+PageTexts = Callable[[str], Sequence[str] | None]  # source id -> its document's page texts (page n at n - 1)
+
+# ---- text found on pages -----------------------------------------------------------------------------------
+
+_IGNORED = re.compile(r"[\s\u00ad\-\u2010\u2011]+")
+
+
+def normalize(text: str) -> str:
+    """The form in which text is looked for on pages: NFKC, lower case, no whitespace and no hyphens. It is the
+    gold checker's (which joins line-break hyphens, or keeps them, and ignores whitespace), made to accept both
+    at once: a passage may hold a word the extractor joined ("attentionbased") and one it kept ("per-word").
+    Extraction's own repairs, which only move spaces, never make text unfindable in this form."""
+    return _IGNORED.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def found_on_pages(text: str, pages: Sequence[str]) -> bool:
+    """Is `text` on `pages` (consecutive, in order)? It may run from the end of one page into the next: each
+    page in turn takes the longest start of what is left that it contains, and nothing may be left over."""
+    rest = normalize(text)
+    for page in pages:
+        if not rest:
+            break
+        rest = rest[_longest_prefix(rest, normalize(page)):]
+    return not rest
+
+
+def _longest_prefix(text: str, page: str) -> int:
+    """Length of the longest start of `text` found in `page` (binary search: a shorter start of a found one is
+    found too)."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text[:middle] in page:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+# ---- scoring -----------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class GoldResult:
-    """One question's outcome: where the first passage from an expected source came, and its cited pages."""
+    """One question's outcome over the passages returned for it (ranks are 1-based; None: not returned)."""
 
     question: str
-    rank: int | None  # 1-based; None when no expected source was returned
-    cited_pages: tuple[int, ...]  # pages of the passage page accuracy looked at
-    page_ok: bool | None  # None when the question lists no pages
+    rank: int | None  # first passage from an expected source
+    page_rank: int | None  # first passage from an expected source that cites one of its expected pages
+    cited_pages: tuple[int, ...]  # pages cited by the first passage from an expected source
+    paged: bool  # the question lists pages (it counts for page@k)
     returned: tuple[str, ...]  # source ids of the passages, best first
+    faithful: tuple[bool | None, ...] = ()  # per passage: its text is on its cited pages (None: no text to check)
+    split: str = ""
+    kind: str = ""
+    held: bool = True  # False: the index holds no expected source's text, so the question is not scored
+
+    @property
+    def page_ok(self) -> bool | None:
+        """page@5: None when the question lists no pages."""
+        return None if not self.paged else self.page_rank is not None and self.page_rank <= 5
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The gold metrics over a set of scored questions (page@k over those that list pages; fidelity over the
+    passages whose source text could be checked)."""
+
+    questions: int
+    hit1: float
+    hit5: float
+    mrr: float
+    paged: int
+    page1: float | None
+    page5: float | None
+    checked: int
+    fidelity: float | None
+
+    def metrics(self) -> dict[str, float]:
+        """{name: value} of the figures that exist (what the gate compares)."""
+        named = {"hit@1": self.hit1, "hit@5": self.hit5, "mrr": self.mrr, "page@1": self.page1,
+                 "page@5": self.page5, "fidelity": self.fidelity}
+        return {name: value for name, value in named.items() if value is not None}
+
+
+def figures(results: Sequence[GoldResult]) -> Figures:
+    """Figures over the held questions among `results`."""
+    scored = [r for r in results if r.held]
+    n = max(len(scored), 1)
+    ranks = [r.rank for r in scored]
+    paged = [r.page_rank for r in scored if r.paged]
+    checks = [ok for r in scored for ok in r.faithful if ok is not None]
+    return Figures(
+        questions=len(scored),
+        hit1=sum(r == 1 for r in ranks) / n,
+        hit5=sum(r is not None and r <= 5 for r in ranks) / n,
+        mrr=sum(1.0 / r for r in ranks if r) / n,
+        paged=len(paged),
+        page1=sum(r == 1 for r in paged) / len(paged) if paged else None,
+        page5=sum(r is not None and r <= 5 for r in paged) / len(paged) if paged else None,
+        checked=len(checks),
+        fidelity=sum(checks) / len(checks) if checks else None,
+    )
 
 
 @dataclass(frozen=True)
 class GoldReport:
-    """Gold metrics for one snapshot. page_accuracy is over the `paged` questions that list pages."""
+    """Gold metrics for one snapshot: overall, per split and per kind, and each question's outcome."""
 
     snapshot_id: str
-    hit1: float
-    hit5: float
-    mrr: float
-    page_accuracy: float | None
-    questions: int
-    paged: int
+    overall: Figures
     results: tuple[GoldResult, ...]
-    missing_sources: tuple[str, ...] = ()  # expected sources the snapshot does not hold (a broken gold line?)
+    by_split: dict[str, Figures] = field(default_factory=dict)
+    by_kind: dict[str, Figures] = field(default_factory=dict)
+    missing_sources: tuple[str, ...] = ()  # expected sources whose text the snapshot does not hold
+    skipped: int = 0  # questions not scored: none of their sources' text is in the index
 
     def metrics(self) -> dict[str, float]:
-        """The figures the gate compares (page accuracy only when some question lists pages)."""
-        figures = {"hit@1": self.hit1, "hit@5": self.hit5, "mrr": self.mrr}
-        if self.page_accuracy is not None:
-            figures["page_accuracy"] = self.page_accuracy
-        return figures
+        """The figures the gate compares."""
+        return self.overall.metrics()
 
 
 def score_gold(questions: Sequence[GoldQuestion], ask: Callable[[str], Sequence[Passage]], *, snapshot_id: str,
-               held: Collection[str]) -> GoldReport:
-    """Score the passages `ask` returns for each question; `held` is the source ids the asked index holds."""
-    results = tuple(_judge(q, ask(q.question)) for q in questions)
-    ranks = [r.rank for r in results]
-    paged = [r.page_ok for r in results if r.page_ok is not None]
+               held: Collection[str], page_texts: PageTexts = lambda source_id: None) -> GoldReport:
+    """Score the passages `ask` returns for each question.
+
+    Args:
+        held: the source ids whose text the asked index holds; a question with none of them is skipped.
+        page_texts: a source's page texts, for fidelity (None: that source's passages are not checked).
+    """
+    results = tuple(
+        _judge(q, ask(q.question), page_texts) if any(e.source in held for e in q.expect) else _skipped(q)
+        for q in questions
+    )
     missing = sorted({e.source for q in questions for e in q.expect if e.source not in held})
     return GoldReport(
         snapshot_id=snapshot_id,
-        hit1=sum(r == 1 for r in ranks) / len(ranks),
-        hit5=sum(r is not None and r <= 5 for r in ranks) / len(ranks),
-        mrr=sum(1.0 / r for r in ranks if r) / len(ranks),
-        page_accuracy=sum(paged) / len(paged) if paged else None,
-        questions=len(results),
-        paged=len(paged),
+        overall=figures(results),
         results=results,
+        by_split=_grouped(results, lambda r: r.split),
+        by_kind=_grouped(results, lambda r: r.kind),
         missing_sources=tuple(missing),
+        skipped=sum(not r.held for r in results),
     )
 
 
-def _judge(question: GoldQuestion, found: Sequence[Passage]) -> GoldResult:
+def _grouped(results: Sequence[GoldResult], key: Callable[[GoldResult], str]) -> dict[str, Figures]:
+    names = sorted({key(r) for r in results if r.held and key(r)})
+    return {name: figures([r for r in results if key(r) == name]) for name in names}
+
+
+def _skipped(question: GoldQuestion) -> GoldResult:
+    paged = any(e.pages for e in question.expect)
+    return GoldResult(question.question, None, None, (), paged, (), (), question.split, question.kind, held=False)
+
+
+def _judge(question: GoldQuestion, found: Sequence[Passage], page_texts: PageTexts) -> GoldResult:
     expected = {e.source for e in question.expect}
     pages = {e.source: set(e.pages) for e in question.expect if e.pages}
     returned = tuple(p.chunk.source_id for p in found)
     rank = next((i for i, sid in enumerate(returned, 1) if sid in expected), None)
-    page_ok, cited = None, ()
-    if pages:
-        page_ok = False
-        hit = next((p for p in found if p.chunk.source_id in pages), None)
-        if hit is not None:
-            cited = tuple(range(hit.citation.page_start, hit.citation.page_end + 1))
-            page_ok = bool(pages[hit.chunk.source_id].intersection(cited))
-    return GoldResult(question.question, rank, cited, page_ok, returned)
+    cited = lambda p: range(p.citation.page_start, p.citation.page_end + 1)  # noqa: E731
+    page_rank = next((i for i, p in enumerate(found, 1)
+                      if p.chunk.source_id in pages and pages[p.chunk.source_id].intersection(cited(p))), None)
+    first = next((p for p in found if p.chunk.source_id in expected), None)
+    return GoldResult(
+        question=question.question, rank=rank, page_rank=page_rank,
+        cited_pages=tuple(cited(first)) if first is not None else (), paged=bool(pages), returned=returned,
+        faithful=tuple(_faithful(p, page_texts) for p in found), split=question.split, kind=question.kind,
+    )
+
+
+def _faithful(passage: Passage, page_texts: PageTexts) -> bool | None:
+    """Is the passage's text on the pages its citation names? None when there is no page text to look in."""
+    texts = page_texts(passage.chunk.source_id)
+    start, end = passage.citation.page_start, passage.citation.page_end
+    if not texts or start < 1:
+        return None
+    return found_on_pages(passage.text, texts[start - 1 : end])
 
 
 # ---- The build gate -------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Plain `extract_text()` keeps two-column reading order (layout mode interleaves the columns: measured on the
 papers in ../shared/data/pdfs). Cleaning: NFKC (ligatures), spacing accents rejoined, odd whitespace, running
-headers/footers/page numbers that repeat at the page edges, and words hyphenated across line breaks.
+headers/footers/page numbers that repeat at the page edges, and words hyphenated across line breaks; then the
+repairs of rag.extract.repair (letters spaced apart, glued words, split small capitals).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rag.errors import ExtractError
+from rag.extract.repair import repair_pages
 
 # LaTeX PDFs often emit an accent as a spacing character before its letter ("F¨arber"): rejoin it.
 _SPACING_ACCENTS = {"¨": "\u0308", "´": "\u0301", "ˆ": "\u0302", "˜": "\u0303", "˚": "\u030a", "ˇ": "\u030c"}
@@ -100,10 +102,10 @@ def join_hyphenated(text: str, vocabulary: frozenset[str] = frozenset()) -> str:
 
 
 def clean_pages(raw_pages: Sequence[str]) -> list[str]:
-    """The whole cleaning pipeline over one document's raw page texts."""
+    """The whole cleaning pipeline over one document's raw page texts, text repair (rag.extract.repair) last."""
     pages = drop_running_lines([clean_text(page) for page in raw_pages])
     vocabulary = document_vocabulary(pages)
-    return [join_hyphenated(page, vocabulary) for page in pages]
+    return repair_pages([join_hyphenated(page, vocabulary) for page in pages])
 
 
 # ---- reading PDFs ----------------------------------------------------------------------------------------

@@ -179,8 +179,12 @@ def parse_query(text: str, acronyms: Mapping[str, str] | None = None) -> Query:
     return Query(text=text, expanded=expanded, sides=sides, side_labels=labels, expansions=expansions)
 
 
+MAX_SIDE_WORDS = 4  # a side is a name ("GQA", "the TPU implementation"), not a clause
+
+
 def comparison_sides(text: str) -> tuple[str, ...]:
-    """The things a comparison question compares, as written; () for any other question."""
+    """The things a comparison question compares, as written; () for any other question, and for one whose
+    "sides" are clauses ("What F1 does X get on Y compared with the Z baseline?" compares no two named things)."""
     body = text.strip().rstrip("?.!").strip()
     for pattern in _COMPARISONS:
         match = pattern.match(body)
@@ -188,14 +192,19 @@ def comparison_sides(text: str) -> tuple[str, ...]:
             first = [s for s in re.split(r"\s*,\s*", match.group("a")) if s]
             sides = tuple(_clean_side(s) for s in [*first, match.group("b")])
             if len(sides) >= 2 and all(sides) and len({s.lower() for s in sides}) == len(sides):
-                return sides
+                return sides if all(len(s.split()) <= MAX_SIDE_WORDS for s in sides) else ()
     return ()
 
 
+_SIDE_END = re.compile(r"\s*[,:;(]|\s+(?:on|in|at|for|when|under|across|after|by|from|with)\s", re.I)
+
+
 def _clean_side(side: str) -> str:
-    side = re.sub(r"^(?:what\s+(?:is|are)\s+|which\s+is\s+better\s+)?(?:(?:the|a|an|and|using)\s+)?", "",
-                  side.strip(" ,;:'\""), flags=re.I)
-    return side.strip(" ,;:'\"")
+    side = re.sub(r"^(?:what\s+(?:is|are)\s+|which\s+is\s+better\s+)?(?:(?:the|a|an|and|using|th(?:at|ose)\s+of)\s+)?",
+                  "", side.strip(" ,;:'\""), flags=re.I)
+    side = re.sub(r"['’]s\b", "", side)  # "DeepSeekMoE's" -> "DeepSeekMoE"
+    cut = _SIDE_END.search(side, 1)  # "DeepSeek-V2: total parameters" -> "DeepSeek-V2"
+    return (side[: cut.start()] if cut else side).strip(" ,;:'\"")
 
 
 def expand(text: str, acronyms: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -226,3 +235,50 @@ def _lookup(token: str, acronyms: Mapping[str, str], lowered: Mapping[str, str])
         if len(form) >= 3 and token.islower() and token not in _NOT_ACRONYMS and form in lowered:
             return lowered[form]
     return None
+
+
+# ---- the paper a question is about ----------------------------------------------------------------------------
+
+_COINED = re.compile(r"^[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9\-]*$|^[A-Z0-9\-]{3,}$")  # PaLM, LoRA, GQA, DeepSeek-V2
+_SHORT_TITLE_WORDS = 4
+
+
+def paper_names(titles: Mapping[str, str], acronyms: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Lowercased name -> source id, for the names that single out one paper: the title before its colon
+    ("Switch Transformers", "GQA"), a whole title of at most four words ("Mixtral of Experts"), the title's coined
+    words ("PaLM", "LoRA", "DeepSeekMoE"; not in a title set all in capitals), and the short form of an acronym whose
+    long form the title holds ("DPO" for "Direct Preference Optimization: ..."). A name two papers share is none."""
+    owners: dict[str, set[str]] = defaultdict(set)
+    for source_id, title in titles.items():
+        for name in _title_names(" ".join(title.split()), acronyms or {}):
+            owners[name.lower()].add(source_id)
+    return {name: ids.pop() for name, ids in owners.items() if len(ids) == 1 and len(name) >= 3}
+
+
+def _title_names(title: str, acronyms: Mapping[str, str]) -> list[str]:
+    if not title:
+        return []
+    head = title.split(":")[0].strip() if ":" in title else ""
+    names = [head] if head and len(head.split()) <= _SHORT_TITLE_WORDS else []
+    if not head and len(title.split()) <= _SHORT_TITLE_WORDS:
+        names.append(title.rstrip("."))
+    letters = [c for c in title if c.isalpha()]
+    if sum(c.isupper() for c in letters) < 0.6 * len(letters):  # not a title set all in capitals
+        names += [w.strip("(),.?!") for w in title.split() if _COINED.match(w.strip("(),.?!"))]
+    lowered = title.lower()
+    names += [short for short, long in acronyms.items() if " " in long and long.lower() in lowered]
+    return names
+
+
+def named_papers(question: str, names: Mapping[str, str]) -> set[str]:
+    """The source ids of the papers a question names (by a name of `paper_names`, or an arXiv id)."""
+    text = " ".join(question.lower().split())
+    found = {source for name, source in names.items() if _mentions(text, name)}
+    found.update(f"arxiv:{m}" for m in re.findall(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\d.])", text))
+    return found
+
+
+def _mentions(text: str, name: str) -> bool:
+    """`name` in `text` as whole words; a plural or singular of its last word counts too."""
+    stem = name[:-1] if name.endswith("s") and len(name) > 4 else name
+    return re.search(rf"(?<![\w-]){re.escape(stem)}s?(?![\w-])", text) is not None

@@ -21,7 +21,7 @@ import numpy as np
 from rag.errors import FilterError, SettingsError
 from rag.ids import id_at_end
 from rag.retrieve.cite import cite
-from rag.retrieve.query import Query, parse_query
+from rag.retrieve.query import Query, named_papers, paper_names, parse_query
 from rag.settings import Settings
 from rag.store.index import top_rows
 from rag.store.snapshot import Snapshot
@@ -241,7 +241,8 @@ def retrieve(
     k / sides of the places. Acronyms the build mined from the snapshot expand the question."""
     k = settings.k if k is None else k
     per_paper = settings.per_paper if per_paper is None else per_paper
-    parsed = parse_query(question, snapshot.extra("acronyms", {}))
+    acronyms = snapshot.extra("acronyms", {})
+    parsed = parse_query(question, acronyms)
     mask = row_mask(snapshot, filters)
     texts = [parsed.expanded, *parsed.sides]
     vectors = embedder.encode(texts) if mode != "lexical" else [None] * len(texts)
@@ -249,21 +250,54 @@ def retrieve(
     main = rank(snapshot, vectors[0], texts[0], settings, **options)
     own_vector = vectors[0] if parsed.expanded == parsed.text else None
     if not parsed.is_comparison:
-        return Retrieval(parsed, tuple(cap(main, k, per_paper, snapshot.row_source)), own_vector)
+        focus = focused_sources(snapshot, question, main, settings)
+        hits = cap(main, k, per_paper, snapshot.row_source, focus=focus, focus_cap=max(per_paper, settings.focus_per_paper))
+        return Retrieval(parsed, tuple(hits), own_vector)
     sides = [rank(snapshot, vector, text, settings, **options) for vector, text in zip(vectors[1:], parsed.sides)]
     hits = balance(main, sides, parsed.side_labels, k, per_paper, snapshot.row_source)
     return Retrieval(parsed, tuple(hits), own_vector)
 
 
-def cap(hits: list[Hit], k: int, per_paper: int, row_source: np.ndarray) -> list[Hit]:
-    """The first k hits with at most `per_paper` from any one source (per_paper <= 0: no cap)."""
+_NAMES: "weakref.WeakKeyDictionary[Snapshot, dict[str, str]]" = weakref.WeakKeyDictionary()
+
+
+def _paper_names(snapshot: Snapshot) -> dict[str, str]:
+    """Names that single out one paper of the snapshot (rag.retrieve.query.paper_names), computed once."""
+    names = _NAMES.get(snapshot)
+    if names is None:
+        titles = {sid: snapshot.sources[sid].title or snapshot.sources[sid].source.title for sid in snapshot.source_ids}
+        names = _NAMES[snapshot] = paper_names(titles, snapshot.extra("acronyms", {}))
+    return names
+
+
+def focused_sources(snapshot: Snapshot, question: str, hits: list[Hit], settings: Settings) -> frozenset[int]:
+    """The papers (source indexes) a question is about: those it names (title words, a coined name, an arXiv id),
+    or the one that holds at least `settings.focus_share` of the best `2 * settings.per_paper + 1` hits. Such a
+    paper may fill more of the answer than the per-paper cap allows others, so that the page that answers is not
+    crowded out by the same paper's abstract."""
+    index = {sid: i for i, sid in enumerate(snapshot.source_ids)}
+    focus = {index[sid] for sid in named_papers(question, _paper_names(snapshot)) if sid in index}
+    window = hits[: 2 * settings.per_paper + 1]
+    if window:
+        top = int(snapshot.row_source[window[0].row])
+        share = sum(int(snapshot.row_source[h.row]) == top for h in window) / len(window)
+        if share >= settings.focus_share:
+            focus.add(top)
+    return frozenset(focus)
+
+
+def cap(hits: list[Hit], k: int, per_paper: int, row_source: np.ndarray, *, focus: frozenset[int] = frozenset(),
+        focus_cap: int = 0) -> list[Hit]:
+    """The first k hits with at most `per_paper` from any one source (per_paper <= 0: no cap), and at most
+    `focus_cap` from a source in `focus`."""
     taken: list[Hit] = []
     counts: dict[int, int] = {}
     for hit in hits:
         if len(taken) >= k:
             break
         source = int(row_source[hit.row])
-        if per_paper <= 0 or counts.get(source, 0) < per_paper:
+        limit = focus_cap if source in focus else per_paper
+        if limit <= 0 or counts.get(source, 0) < limit:
             counts[source] = counts.get(source, 0) + 1
             taken.append(hit)
     return taken

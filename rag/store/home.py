@@ -45,6 +45,12 @@ def safe_key(text: str) -> str:
     return sha256(text)[:32]
 
 
+def document_key(blob: str, extractor_version: str, source_id: str, version: str | None) -> str:
+    """The key of a source's extracted Document in the cache: its raw file, the extractor's recipe, the source
+    and the version fetched (the build writes under it; `rag eval --gold` reads a snapshot's documents by it)."""
+    return f"{blob}:{extractor_version}:{source_id}:{version}"
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
