@@ -183,7 +183,8 @@ def test_llm_answer_streams_into_the_page(browser, tmp_path_factory, tmp_path):
             page.wait_for_selector("#answer-method:has-text('citations checked')")
             assert page.text_content("#answer-text").startswith("GQA groups query heads")
             assert page.eval_on_selector_all("#answer-text a.marker", "a => a.map(x => x.textContent)") == ["[1]", "[2]"]
-            assert page.locator("#passages li").count() == 4  # 2 papers, at most 2 passages each
+            shown = context.request.get("/api/ask", params={"q": QUESTION, "answer": "none"}).json()["passages"]
+            assert page.locator("#passages li").count() == len(shown) > 0  # every passage the API returns
             context.close()
     finally:
         llm.shutdown()
