@@ -29,7 +29,7 @@ from rag.retrieve.search import Filters, passages, retrieve
 from rag.settings import Settings
 from rag.store.home import Home, document_key
 from rag.store.snapshot import Snapshot, current_id
-from rag.types import Answer, Fetched, Passage, Progress, Source, SourceRecord
+from rag.types import Answer, Fetched, Passage, Progress, Sentence, Source, SourceRecord
 
 # The stages behind build, fetch, add and eval load with the method that runs them, so that `ask` imports none of
 # them: the fetch stage pulls requests and arxiv, and the rest costs a cold `ask` ~4% for nothing
@@ -132,11 +132,14 @@ class Library:
         per_paper: int | None = None,
         summary: str | None = "extractive",
         on_token: Callable[[str], None] | None = None,
+        on_sentence: Callable[[Sentence], None] | None = None,
     ) -> Answer:
         """Passages for a question, best first, each with a Citation; plus a short cited summary.
 
         Args:
             summary: "extractive" (default, no network), "llm" (RAG_LLM_URL; falls back to extractive), or None.
+            on_token, on_sentence: for "llm", the reply's raw pieces as they stream (unchecked), and each of its
+                sentences once checked (see rag.answer.llm.llm_summary).
         """
         snapshot = self.snapshot()
         embedder = self._embedder_for(snapshot)
@@ -151,7 +154,8 @@ class Library:
         answer = Answer(question, cited, None, found.query.expanded, _side_aliases(found.query))
         if summary == "llm" and cited:
             answer = replace(answer, summary=answer_with_fallback(
-                question, cited, embedder, s, sides=answer.sides, on_token=on_token, query_vector=found.query_vector))
+                question, cited, embedder, s, sides=answer.sides, on_token=on_token, on_sentence=on_sentence,
+                query_vector=found.query_vector))
         elif summary and cited:
             answer = replace(answer, summary=extractive_summary(
                 question, cited, embedder, sides=answer.sides, query_vector=found.query_vector))

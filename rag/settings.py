@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+import re
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.errors import SettingsError
@@ -98,8 +100,11 @@ class Settings(BaseSettings):
     # Optional LLM answer
     llm_url: str = Field("", description="OpenAI-compatible chat endpoint base URL (e.g. http://localhost:11434/v1).")
     llm_model: str = Field("", description="Model name sent to the LLM endpoint.")
-    llm_api_key: str = Field("", description="API key for the LLM endpoint, if it needs one.")
-    llm_timeout: float = Field(60.0, description="Seconds to wait for the LLM endpoint.")
+    llm_api_key: SecretStr = Field(SecretStr(""), description="API key for the LLM endpoint, if it needs one (secret).")
+    llm_timeout: float = Field(
+        60.0, description="Seconds the whole LLM reply may take, connecting and streaming included (a hard deadline)."
+    )
+    llm_max_bytes: int = Field(1_000_000, description="Largest LLM reply read, in bytes; a longer one is cut off.")
 
     def __init__(self, **values) -> None:
         """Keyword arguments override the environment; an unknown name or a bad value is a SettingsError."""
@@ -117,6 +122,31 @@ class Settings(BaseSettings):
         if not changed:
             return self
         return type(self)(**{**self.model_dump(), **changed})  # validated, like the environment's values
+
+
+    def secret_fields(self) -> tuple[str, ...]:
+        """The settings that hold secrets (typed SecretStr): never shown in clear."""
+        return tuple(name for name, field in type(self).model_fields.items() if field.annotation is SecretStr)
+
+    def shown(self, name: str) -> str:
+        """One setting's value as every output shows it: a secret as *** (or empty when unset), a URL without
+        the password in it."""
+        value = getattr(self, name)
+        if isinstance(value, SecretStr):
+            return SECRET_MASK if value.get_secret_value() else ""
+        return self.redact(str(value))
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret setting's value, and any password inside a URL, replaced by ***."""
+        for name in self.secret_fields():
+            secret = getattr(self, name).get_secret_value()
+            if secret:
+                text = text.replace(secret, SECRET_MASK)
+        return _URL_PASSWORD.sub(rf"\1{SECRET_MASK}@", text)
+
+
+SECRET_MASK = "***"
+_URL_PASSWORD = re.compile(r"(?<![\w+.-])([a-zA-Z][\w+.-]*+://[^/\s:@]*+:)[^/\s@]*+@")  # scheme://user:***@
 
 
 def default(name: str):

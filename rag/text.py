@@ -1,4 +1,5 @@
-"""English text rules shared by the stages: one stop list, one stemmer, one sentence splitter.
+"""English text rules shared by the stages: one stop list, one stemmer, one sentence splitter; and what of a
+text others wrote may reach a terminal.
 
 The stop list decides which words of a question count (the extractive answer's term overlap, the terminal's
 highlighting, the guard against reading a lowercase word as an acronym); the stemmer is Snowball English
@@ -27,6 +28,16 @@ _ABBREVIATION_END = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+# Terminal control in text rag did not write (titles, passages, list headings, LLM replies, server messages):
+# whole escape sequences first (OSC/DCS/SOS/PM/APC strings ended by BEL or ST, CSI, two-byte escapes, their C1
+# forms), then any control character left (C0 but \n and \t, DEL, C1) and the bidirectional overrides and
+# isolates that can make text read differently from what it is. Each scan stops at the next ESC: linear time.
+_TERMINAL_CONTROL = re.compile(
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*+(?:\x07|\x1b\\|\x9c)"  # OSC … BEL/ST
+    r"|(?:\x1b\[|\x9b)[0-?]*+[ -/]*+[@-~]"  # CSI: parameters, intermediates, final byte
+    r"|\x1b[ -/]*+[0-~]"  # other escapes: ESC c, ESC 7, ESC ( 0
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 @lru_cache(maxsize=1)
@@ -42,6 +53,23 @@ def _segmenter():
     import pysbd
 
     return pysbd.Segmenter(language="en", clean=False)
+
+
+def terminal_safe(text: str) -> str:
+    """`text` without escape sequences, control characters (but newline and tab) or bidi overrides: what rag
+    prints of any text it did not write itself, so that nothing in a paper, a list or a reply drives the terminal."""
+    return _TERMINAL_CONTROL.sub("", text.replace("\r\n", "\n")) if text else text
+
+
+def terminal_safe_tree(value):
+    """A JSON-able value with `terminal_safe` applied to every string in it (keys included)."""
+    if isinstance(value, str):
+        return terminal_safe(value)
+    if isinstance(value, dict):
+        return {terminal_safe_tree(key): terminal_safe_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [terminal_safe_tree(item) for item in value]
+    return value
 
 
 def normalize_space(text: str) -> str:

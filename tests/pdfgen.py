@@ -108,9 +108,14 @@ def write_pdf(
     two_columns: bool = False,
     encrypt: str | None = None,
     image_only: bool = False,
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Draw `pages` into `target` (a path or a binary file object). See the module docstring."""
+    """Draw `pages` into `target` (a path or a binary file object). See the module docstring. `metadata`: the
+    document information's Title and Author (`{"title": ..., "author": ...}`)."""
     pdf = canvas.Canvas(target, pagesize=letter, encrypt=_encryption(encrypt), invariant=1)
+    if metadata:
+        pdf.setTitle(metadata.get("title"))
+        pdf.setAuthor(metadata.get("author"))
     for number, page in enumerate(pages, start=1):
         top = PAGE_H - MARGIN
         if header and not image_only:

@@ -10,34 +10,24 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from rag.catalog import DEFAULT_SECTION
-from rag.catalog.catalog import HEADING_RE, Catalog, heading_title, parse_list, read_list_text
+from rag.catalog.catalog import Catalog, parse_list, read_list_text
+from rag.catalog.entry import PdfFacts, check_section, format_entry, splice
+from rag.catalog.entry import chicago_authors  # noqa: F401  (re-exported: its old home)
 from rag.catalog.links import local_target
 from rag.catalog.titles import authors_below, join_title, page_lines, title_run
-from rag.errors import ExtractError
+from rag.errors import CatalogError, ExtractError
 from rag.extract.pdftext import captured_pypdf_warnings, clean_text, is_pdf
 from rag.ids import ARXIV_ID, new_id_in_name
-from rag.store.home import atomic_write
+from rag.store.files import list_lock, real_list_path, write_list
 
 _STAMP_RE = re.compile(rf"arXiv:\s*{ARXIV_ID}\s*\[[^\]]*\]\s*(?:\d{{1,2}}\s+\w{{3}}\s+(?P<year>\d{{4}}))?")
 _META_ID_RE = re.compile(rf"arXiv[:\s]\s*{ARXIV_ID}", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class PdfFacts:
-    """What a PDF says about itself."""
-
-    path: str
-    title: str = ""
-    authors: tuple[str, ...] = ()
-    year: int | None = None
-    arxiv_id: str | None = None
-    arxiv_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +94,7 @@ def describe_pdf(path: Path) -> PdfFacts:
         page_text, [text for _, _, text in lines[start:end]])
     year = stamp_year or (2000 + int(arxiv_id[:2]) if arxiv_id and arxiv_id[:4].isdigit() else None)
     year = year or _meta_year(meta)
-    return PdfFacts(os.path.abspath(path), _tidy(title), authors, year, arxiv_id, version)
+    return PdfFacts(os.path.realpath(path), _tidy(title), authors, year, arxiv_id, version)
 
 
 def _first_page(path: Path) -> tuple[dict, str, list[tuple[float, float, float, str]], float]:
@@ -167,108 +157,79 @@ def _tidy(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("“", '"').replace("”", '"')).strip()
 
 
-# ---- writing the list -------------------------------------------------------------------------------------------
-
-
-def chicago_authors(names: Sequence[str]) -> str:
-    """("Barret Zoph", "Irwan Bello", "William Fedus") -> "Zoph, Barret, Irwan Bello, and William Fedus"."""
-    if not names:
-        return ""
-    first, *rest = names
-    given, _, last = first.rpartition(" ")
-    head = f"{last}, {given}" if given else last
-    if not rest:
-        return head
-    return ", ".join([head, *rest[:-1]]) + f", and {rest[-1]}"
-
-
-def format_entry(facts: PdfFacts, list_dir: Path) -> str:
-    """One reference line in the list's style, with the local file as a link (relative under the list's folder)."""
-    authors = chicago_authors(facts.authors)
-    title = facts.title or ("" if facts.arxiv_id else Path(facts.path).stem)  # arXiv knows the title of an id
-    title_part = "" if not title else f"“{title}”" if title.endswith(("?", "!", ".")) else f"“{title}.”"
-    venue = ", ".join(part for part in ("arXiv" if facts.arxiv_id else "", str(facts.year or "")) if part)
-    parts = [f"{authors}." if authors and not authors.endswith(".") else authors, title_part]
-    parts.append(f"{venue}." if venue else "")
-    if facts.arxiv_id:
-        doi = f"https://doi.org/10.48550/arXiv.{facts.arxiv_id}"
-        parts.append(f"[{doi}]({doi}).")
-    parts.append(f"[{Path(facts.path).name}]({_local_href(Path(facts.path), list_dir)}).")
-    return " ".join(part for part in parts if part)
-
-
-def _local_href(path: Path, list_dir: Path) -> str:
-    try:
-        href = Path(os.path.abspath(path)).relative_to(os.path.abspath(list_dir)).as_posix()
-        return "./" + quote(href) if href.startswith("www.") else quote(href)
-    except ValueError:
-        return quote(os.path.abspath(path))
-
-
-def splice(text: str, section: str, entries: Sequence[str]) -> str:
-    """`text` with `entries` added at the end of the section headed `section` (a new `## section` at the end if
-    absent). Every old character stays, in order: the result is the old text with one insertion."""
-    newline = "\r\n" if "\r\n" in text else "\n"
-    block = "".join(newline + entry + newline for entry in entries)
-    lines = text.splitlines(keepends=True)
-    start = _find_heading(lines, section)
-    if start is None:
-        lead = "" if not text or text.endswith(("\n", "\r")) else newline
-        return text + lead + (newline if text.strip() else "") + f"## {section}" + newline + block
-    level = _heading_level(lines[start]) or 1
-    end = next((i for i in range(start + 1, len(lines)) if (_heading_level(lines[i]) or 7) <= level), len(lines))
-    last = max((i for i in range(start, end) if lines[i].strip()), default=start)
-    offset = sum(len(line) for line in lines[: last + 1])
-    lead = "" if lines[last].endswith(("\n", "\r")) else newline
-    trail = newline if offset < len(text) and text[offset:].splitlines()[0].strip() else ""
-    return text[:offset] + lead + block + trail + text[offset:]
-
-
-def _heading_level(line: str) -> int | None:
-    m = HEADING_RE.match(line.rstrip("\r\n"))
-    return len(m[1]) if m else None
-
-
-def _find_heading(lines: list[str], section: str) -> int | None:
-    wanted = section.strip().casefold()
-    for i, line in enumerate(lines):
-        m = HEADING_RE.match(line.rstrip("\r\n"))
-        if m and heading_title(m[2] or "").casefold() == wanted:
-            return i
-    return None
-
-
 # ---- the command ---------------------------------------------------------------------------------------------------
 
 
 def add_papers(
     paths: Iterable[Path], list_path: Path, *, section: str = DEFAULT_SECTION, dry_run: bool = False
 ) -> AddReport:
-    """Add each PDF (or every PDF in a folder) to the list under `section`, skipping papers already listed."""
+    """Add each PDF (or every PDF in a folder) to the list under `section`, skipping papers already listed.
+
+    The PDFs are read first; then, holding the list's lock, the list is read, the new entries spliced in and the
+    whole written atomically through any symlink, so concurrent runs on one list both land. Raises CatalogError
+    for a `section` that is not one line, or a list that cannot be read, locked or written.
+    """
     list_path = Path(list_path)
-    old_text = read_list_text(list_path) if list_path.exists() else ""
-    catalog = parse_list(old_text.removeprefix("\ufeff"), base_dir=list_path.parent) if old_text else Catalog()
+    problem = check_section(section)
+    if problem:
+        raise CatalogError(f"--section {section!r}: {problem}")
+    failed: list[FailedPaper] = []
+    described = [facts for pdf in _expand(paths, failed) if (facts := _described(pdf, failed))]
+    with nullcontext(real_list_path(list_path)) if dry_run else list_lock(list_path) as real:
+        old_text = read_list_text(list_path) if list_path.exists() else ""
+        list_dir = real.parent  # relative links resolve against the real file's folder (rag.catalog.load_list)
+        entries, skipped = _new_entries(described, old_text, list_dir, failed)
+        new_text = splice(old_text, section, [entry for _, entry in entries]) if entries else old_text
+        added = _located(entries, new_text, list_dir)
+        if entries and not dry_run:
+            write_list(list_path, new_text)  # keeps the list's own permissions
+    return AddReport(list_path, section, tuple(added), tuple(skipped), tuple(failed), dry_run)
+
+
+def _described(pdf: Path, failed: list[FailedPaper]) -> PdfFacts | None:
+    try:
+        facts = describe_pdf(pdf)
+        facts.path.encode("utf-8")  # the list is UTF-8 text: a name that is not cannot be linked to
+        return facts
+    except ExtractError as exc:
+        failed.append(FailedPaper(str(pdf), str(exc)))
+    except UnicodeEncodeError:
+        failed.append(FailedPaper(str(pdf), f"{pdf!r}: the file name is not UTF-8; rename the file"))
+    return None
+
+
+def _new_entries(
+    described: list[PdfFacts], old_text: str, list_dir: Path, failed: list[FailedPaper]
+) -> tuple[list[tuple[PdfFacts, str]], list[SkippedPaper]]:
+    """The entries to add (papers the list does not hold yet), and the papers skipped because it does."""
+    catalog = parse_list(old_text.removeprefix("\ufeff"), base_dir=list_dir) if old_text else Catalog()
     known = _Known(catalog)
     entries: list[tuple[PdfFacts, str]] = []
     skipped: list[SkippedPaper] = []
-    failed: list[FailedPaper] = []
-    for pdf in _expand(paths, failed):
-        try:
-            facts = describe_pdf(pdf)
-        except ExtractError as exc:
-            failed.append(FailedPaper(str(pdf), str(exc)))
-            continue
+    for facts in described:
         match = known.match(facts)
         if match is not None:
-            skipped.append(SkippedPaper(str(pdf), *match))
+            skipped.append(SkippedPaper(facts.path, *match))
             continue
-        known.remember(facts)
-        entries.append((facts, format_entry(facts, list_path.parent)))
-    new_text = splice(old_text, section, [entry for _, entry in entries]) if entries else old_text
-    added = _located(entries, new_text, list_path.parent)
-    if entries and not dry_run:
-        atomic_write(list_path, new_text.encode("utf-8"))  # keeps the list's own permissions
-    return AddReport(list_path, section, tuple(added), tuple(skipped), tuple(failed), dry_run)
+        entry = format_entry(facts, list_dir)
+        if _names_exactly(entry, facts, list_dir):
+            known.remember(facts)
+            entries.append((facts, entry))
+        else:  # never expected: the entry is plain text but for its links; refuse rather than write it
+            failed.append(FailedPaper(facts.path, f"{facts.path}: its entry would name other sources: {entry!r}"))
+    return entries, skipped
+
+
+def _names_exactly(entry: str, facts: PdfFacts, list_dir: Path) -> bool:
+    """Whether the entry, read alone by the catalog, is exactly one source: this paper, at this file."""
+    sources = parse_list(entry, base_dir=list_dir).sources
+    if len(sources) != 1 or sources[0].id != _source_id(facts, list_dir):
+        return False
+    return sources[0].path is not None and os.path.realpath(sources[0].path) == os.path.realpath(facts.path)
+
+
+def _source_id(facts: PdfFacts, list_dir: Path) -> str:
+    return f"arxiv:{facts.arxiv_id}" if facts.arxiv_id else local_target(facts.path, str(list_dir)).id
 
 
 def _expand(paths: Iterable[Path], failed: list[FailedPaper]) -> list[Path]:
@@ -301,7 +262,7 @@ class _Known:
         self.this_run: dict[str, str] = {}
 
     def match(self, facts: PdfFacts) -> tuple[str, int, str] | None:
-        path = os.path.abspath(facts.path)
+        path = facts.path
         checks = (
             (self.by_arxiv.get(facts.arxiv_id or ""), "same arXiv id"),
             (self.by_path.get(path), "same file"),
@@ -316,7 +277,7 @@ class _Known:
         return None
 
     def remember(self, facts: PdfFacts) -> None:
-        key = facts.arxiv_id or _title_key(facts.title) or os.path.abspath(facts.path)
+        key = facts.arxiv_id or _title_key(facts.title) or facts.path
         self.this_run[key] = f"arxiv:{facts.arxiv_id}" if facts.arxiv_id else facts.path
 
 
@@ -325,10 +286,7 @@ def _located(entries: list[tuple[PdfFacts, str]], new_text: str, list_dir: Path)
     catalog = parse_list(new_text, base_dir=list_dir)
     added = []
     for facts, entry in entries:
-        if facts.arxiv_id:
-            source_id = f"arxiv:{facts.arxiv_id}"
-        else:
-            source_id = local_target(facts.path, str(list_dir)).id
+        source_id = _source_id(facts, list_dir)
         source = catalog.by_id(source_id)
         line = source.line if source else 0
         added.append(AddedPaper(facts.path, entry, line, source_id, facts.title or Path(facts.path).stem))

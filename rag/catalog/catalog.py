@@ -17,23 +17,21 @@ from types import MappingProxyType
 
 from rag.errors import CatalogError
 from rag.catalog.links import Found, Target, find_targets, is_url_like
+from rag.catalog.reference import clean_text, describe_free_text, parse_reference
+from rag.catalog.reference import split_authors  # noqa: F401  (re-exported: its old home)
 from rag.types import Source
 
 HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t](.*))?$", re.DOTALL)
 _MARKER_RE = re.compile(r"^\s*(?:>\s?)*(?:(?P<bullet>[-*+•]|\d{1,9}[.)])(?:\s+|$))?")
-_CURLY_TITLE_RE = re.compile(r"“(?P<title>[^”]+)”")
-_STRAIGHT_TITLE_RE = re.compile(r'^(?P<authors>[^"]*?\.)\s+"(?P<title>[^"]+)"')
-_QUOTED_RE = re.compile(r'[“"]\s*(?P<q>[^”"]+?)\s*[”"]')
-_YEAR_RE = re.compile(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)")
-_LABEL_RE = re.compile(r"^\s*(?P<label>[^:\[\]()\"“”]{1,60}?):\s")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}(?:-\d{2})?$")
+_HEADING_LINK_RE = re.compile(r"\[([^\[\]]*+)\]\([^()\[\]]*+\)")
 NO_IDENTIFIER = "no link or identifier found"
 KIND_ORDER = ("arxiv", "acl", "github", "web", "pdf", "social", "local")
 
 
 @dataclass(frozen=True)
 class ListWarning:
-    """A line of the list that yielded no source. `lines`: all lines of that entry (default: just `line`)."""
+    """A line of the list that yielded no source, or that conflicts with an earlier one (two arXiv versions).
+    `lines`: all lines of that entry (default: just `line`)."""
 
     line: int
     text: str
@@ -80,9 +78,11 @@ class Catalog:
 
 
 def load_list(path: Path) -> Catalog:
-    """Read and parse a reading list; relative local paths in it resolve against its folder."""
+    """Read and parse a reading list; relative local paths in it resolve against its folder (the real file's
+    folder when `path` is a symlink: the entries were written beside the file they are in)."""
     path = Path(path)
-    return parse_list(read_list_text(path).removeprefix("\ufeff"), base_dir=path.parent)
+    text = read_list_text(path).removeprefix("\ufeff")
+    return parse_list(text, base_dir=Path(os.path.realpath(path)).parent)
 
 
 def read_list_text(path: Path) -> str:
@@ -120,72 +120,11 @@ def parse_list(text: str, *, base_dir: Path | None = None) -> Catalog:
 
 def heading_title(raw: str) -> str:
     """Heading text without its closing #s and link syntax."""
-    title = re.sub(r"(?:^|[ \t]+)#+[ \t]*$", "", raw.strip())
-    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title).strip()
-
-
-# ---- Chicago-style references and free text ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reference:
-    title: str
-    authors: tuple[str, ...]
-    year: int | None
-
-
-def parse_reference(text: str) -> Reference | None:
-    """`Last, First, …, and First Last. “Title.” Venue, Month D, YYYY.` (curly or straight quotes)."""
-    m = _CURLY_TITLE_RE.search(text)
-    authors_text = text[: m.start()] if m else ""
-    if m is None:
-        m = _STRAIGHT_TITLE_RE.search(text)
-        if m is None:
-            return None
-        authors_text = m["authors"]
-    title = m["title"].strip().rstrip(",.").strip()
-    if not title:
-        return None
-    return Reference(title=title, authors=split_authors(authors_text), year=last_year(text[m.end() :]))
-
-
-def split_authors(text: str) -> tuple[str, ...]:
-    """Chicago author string -> names in reading order: "Zoph, Barret, Irwan Bello, and W. Fedus" -> 3 names."""
-    text = re.sub(r",?\s*et al\.?$", "", text.strip().strip(",;").strip()).strip()
-    if text.endswith(".") and not re.search(r"(?:^|[\s.])\w\.$", text):
-        text = text[:-1]  # the period closing the author block, unless it closes an initial ("Noah A.")
-    parts = [re.sub(r"^and\s+", "", p.strip()) for p in text.split(",")]
-    parts = [p for p in parts if p]
-    if len(parts) <= 1:
-        return tuple(name.strip() for name in re.split(r"\s+and\s+", parts[0]) if name.strip()) if parts else ()
-    return (f"{parts[1]} {parts[0]}", *parts[2:])
-
-
-def last_year(text: str) -> int | None:
-    years = _YEAR_RE.findall(text)
-    return int(years[-1]) if years else None
-
-
-def first_year(text: str) -> int | None:
-    m = _YEAR_RE.search(text)
-    return int(m.group(1)) if m else None
-
-
-def clean_text(text: str) -> str:
-    """Collapse the gaps left where links were cut out of an entry's text."""
-    text = re.sub(r"\s+", " ", text)
-    text = re.sub(r"\s+([.,;:])", r"\1", text)
-    text = re.sub(r"([.,;:])(?:\s*[.,;:])+", r"\1", text)
-    return text.strip(" -–—:;,\t")
-
-
-def describe_free_text(text: str) -> tuple[str, str, int | None]:
-    """(title, description, year) of an entry that is no reference: `label: [link] - "quoted" Start 2023-03`."""
-    label = _LABEL_RE.match(text)
-    title = label["label"].strip() if label and not _DATE_RE.match(label["label"].strip()) else ""
-    quoted = _QUOTED_RE.search(text)
-    description = quoted["q"].strip() if quoted else clean_text(text)
-    return title, description, first_year(text)
+    title = raw.strip()
+    bare = title.rstrip("#")
+    if bare != title and (not bare or bare[-1] in " \t"):  # a closing sequence: `## Title ##`
+        title = bare
+    return _HEADING_LINK_RE.sub(r"\1", title).strip()
 
 
 # ---- The parser ------------------------------------------------------------------------------------------------
@@ -220,6 +159,13 @@ def split_entries(paragraph: list[tuple[int, str]], base_dir: str) -> list[_Entr
     """Bullets start an entry; a hard break or a line with an identifier ends one; other lines continue it."""
     groups: list[list[tuple[int, str]]] = []
     current: list[tuple[int, str]] = []
+    scanned: dict[str, list[Found]] = {}  # a one-line entry is scanned once, not once as a line and again whole
+
+    def targets(text: str) -> list[Found]:
+        if text not in scanned:
+            scanned[text] = find_targets(text, base_dir)
+        return scanned[text]
+
     for number, raw in paragraph:
         marker = _MARKER_RE.match(raw)
         content = raw[marker.end() :] if marker else raw
@@ -227,7 +173,7 @@ def split_entries(paragraph: list[tuple[int, str]], base_dir: str) -> list[_Entr
             groups.append(current)
             current = []
         current.append((number, content.rstrip().removesuffix("\\")))
-        if raw.endswith(("  ", "\\")) or find_targets(content, base_dir):
+        if raw.endswith(("  ", "\\")) or targets(current[-1][1].strip()):
             groups.append(current)
             current = []
     if current:
@@ -235,7 +181,7 @@ def split_entries(paragraph: list[tuple[int, str]], base_dir: str) -> list[_Entr
     entries = []
     for group in groups:
         text = " ".join(content.strip() for _, content in group).strip()
-        entries.append(_Entry([n for n, _ in group], text, _unique(find_targets(text, base_dir))))
+        entries.append(_Entry([n for n, _ in group], text, _unique(targets(text))))
     return entries
 
 
@@ -253,6 +199,7 @@ class _Parser:
         self.records: dict[str, dict] = {}
         self.lines: dict[str, set[int]] = {}
         self.warnings: list[ListWarning] = []
+        self.pins: dict[str, tuple[int, int]] = {}  # arXiv source id -> (pinned version, the line that pinned it)
         self.context: _Note | str | None = None  # what link-only bullets describe: a note, or a source id
 
     @property
@@ -268,9 +215,11 @@ class _Parser:
         if not paragraph:
             return
         entries = split_entries(paragraph, self.base_dir)
+        papers = {f.target.id: f.target for e in entries for f in e.found if f.target.kind == "arxiv"}
+        paper = next(iter(papers.values())) if len(papers) == 1 else None
         copies = []
-        for index, entry in enumerate(entries):
-            owner = _copy_owner(entries, index)
+        for entry in entries:
+            owner = _copy_owner(entry, paper)
             if owner is not None:
                 copies.append((owner, entry))
             elif entry.found:
@@ -306,10 +255,11 @@ class _Parser:
                 continue  # a local copy of the paper: attached below
             if primary is None:
                 primary = target
-                self._add(target, lines, line=entry.lines[0], **meta)
+                self._add(target, lines, line=entry.lines[0], text=entry.text, **meta)
             else:
                 title = "" if is_url_like(found.link_text) else found.link_text
-                self._add(target, lines, title=title, description=f"Linked from the entry for {primary.id}")
+                self._add(target, lines, line=entry.lines[0], text=entry.text, title=title,
+                          description=f"Linked from the entry for {primary.id}")
         for found in entry.found:
             if found.target.kind == "local" and arxiv is not None:
                 self._attach_copy(arxiv, found.target, lines)
@@ -338,7 +288,8 @@ class _Parser:
             return dict(title=link_title, description=f"Accompanies {about}")
         return dict(title=link_title)
 
-    def _add(self, target: Target, lines: set[int], line: int = 0, **meta) -> None:
+    def _add(self, target: Target, lines: set[int], line: int = 0, text: str = "", **meta) -> None:
+        self._check_pin(target, line or min(lines), text)
         record = self.records.get(target.id)
         if record is None:
             record = dict(
@@ -355,6 +306,16 @@ class _Parser:
         if self.section and list(self.section) not in record["sections"]:
             record["sections"].append(list(self.section))
         self.lines[target.id].update(lines)
+
+    def _check_pin(self, target: Target, line: int, text: str) -> None:
+        """The first line that pins an arXiv version decides it; a later, different pin is a warning naming both."""
+        if not target.arxiv_version:
+            return
+        pinned = self.pins.setdefault(target.id, (target.arxiv_version, line))
+        if pinned[0] != target.arxiv_version:
+            message = (f"{target.id} pinned to v{target.arxiv_version} here, but line {pinned[1]} pins "
+                       f"v{pinned[0]}; using v{pinned[0]} from line {pinned[1]} (the first pin decides)")
+            self.warnings.append(ListWarning(line, text, message))
 
     def _attach_copy(self, owner: Target, local: Target, lines) -> None:
         """Give the arXiv source `owner` the local file as its `path`; a second copy stays its own source."""
@@ -376,12 +337,8 @@ class _Parser:
         self.context = None
 
 
-def _copy_owner(entries: list[_Entry], index: int) -> Target | None:
+def _copy_owner(entry: _Entry, paper: Target | None) -> Target | None:
     """A link-only entry naming just a local file, in a paragraph with one arXiv paper: that paper owns the copy."""
-    entry = entries[index]
-    if len(entry.found) != 1 or entry.found[0].target.kind != "local":
+    if paper is None or len(entry.found) != 1 or entry.found[0].target.kind != "local":
         return None
-    if clean_text(entry.residual).strip("-–—*+•()[]<>.,;: "):
-        return None
-    papers = {f.target.id: f.target for e in entries for f in e.found if f.target.kind == "arxiv"}
-    return next(iter(papers.values())) if len(papers) == 1 else None
+    return None if clean_text(entry.residual).strip("-–—*+•()[]<>.,;: ") else paper

@@ -1,7 +1,9 @@
 """The terminal skin: parse flags, call the library, render, turn RagError into one clean line.
 
 Every command goes through `rag.library.Library` and prints what rag.cli.render and rag.cli.reports make of the
-result. The library (pydantic, numpy, faiss) loads inside the commands, so `rag --help` answers at once.
+result. The library (pydantic, numpy, faiss) loads inside the commands, so `rag --help` answers at once. Whatever
+is printed passes through `say` (or, for an answer with its own colours, render's per-field cleaning): no text from
+a paper, the list, a server or an LLM drives the terminal.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import typer
 from rag.catalog import DEFAULT_SECTION
 from rag.cli import reports
 from rag.cli.progress import Bars, SourceBar
-from rag.cli.render import ask_output
+from rag.cli.render import ask_output, streamed_sentence
 from rag.errors import RagError
+from rag.text import terminal_safe
 
 if TYPE_CHECKING:
     from rag.library import Library
@@ -42,6 +45,11 @@ def library_from(**overrides) -> Library:
     return Library(Settings().with_overrides(**overrides))
 
 
+def say(text: str, *, err: bool = False) -> None:
+    """Print text that may quote others' words (titles, reasons, server messages): escape codes stripped."""
+    typer.echo(terminal_safe(text), err=err)
+
+
 def clean_errors(fn):
     """Turn library errors into `error: ...` on stderr and exit code 1 (2 for usage errors stays typer's)."""
 
@@ -50,7 +58,7 @@ def clean_errors(fn):
         try:
             return fn(*args, **kwargs)
         except RagError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            say(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -88,7 +96,7 @@ def build_command(
     library = library_from(home=home, list_path=list_path, model=model, quantize=quantize, offline=offline)
     with Bars(enabled=not quiet and not as_json and sys.stderr.isatty()) as bars:
         report = library.build(progress=bars.update, gate=gate)
-    typer.echo(reports.build_report_json(report) if as_json else reports.build_report_text(report))
+    say(reports.build_report_json(report) if as_json else reports.build_report_text(report))
     if not report.succeeded:
         raise typer.Exit(1)
 
@@ -98,7 +106,7 @@ def build_command(
 def status_command(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """What the published index holds: sources and their status, model, counts, when it was built."""
     status = library_from(home=home).status()
-    typer.echo(reports.status_json(status) if as_json else reports.status_text(status))
+    say(reports.status_json(status) if as_json else reports.status_text(status))
 
 
 @app.command("ask")
@@ -120,17 +128,22 @@ def ask_command(
 ) -> None:
     """Answer a question with cited passages from the index."""
     library = library_from(home=home)
-    stream = llm and not as_json and sys.stdout.isatty()
+    shown: list = []  # on a terminal, the LLM answer's sentences as they stream, each once it is checked
+
+    def show(sentence) -> None:
+        typer.echo(streamed_sentence(sentence, first=not shown, color=True), nl=False)
+        shown.append(sentence)
+
     answer = library.ask(
         question, k, section=section, paper=paper, year_min=year_min, year_max=year_max,
         include_references=references or None,
         summary=None if passages_only else ("llm" if llm else "extractive"),
-        on_token=(lambda token: typer.echo(token, nl=False)) if stream else None,
+        on_sentence=show if llm and not as_json and sys.stdout.isatty() else None,
     )
     for notice in library.notices:
-        typer.echo(notice, err=True)
-    typer.echo(ask_output(answer, as_json=as_json, explain=explain, color=sys.stdout.isatty(), streamed=stream,
-                          bibtex=library.bibtex(answer) if bib and not as_json else ""))
+        say(notice, err=True)
+    typer.echo(ask_output(answer, as_json=as_json, explain=explain, color=sys.stdout.isatty(), streamed=bool(shown),
+                          bibtex=terminal_safe(library.bibtex(answer)) if bib and not as_json else ""))
 
 
 # ---- rag sources: what the reading list names ------------------------------------------------------------------
@@ -147,10 +160,10 @@ def sources_command(
     """List the sources the reading list names, with counts and any lines it could not use."""
     library = library_from(home=home, list_path=list_path)
     catalog = library.reading_list()
-    typer.echo(reports.sources_json(catalog.sources) if as_json else reports.sources_table(catalog.sources))
-    typer.echo(reports.sources_summary(catalog, library.settings.list_path), err=True)
+    say(reports.sources_json(catalog.sources) if as_json else reports.sources_table(catalog.sources))
+    say(reports.sources_summary(catalog, library.settings.list_path), err=True)
     for warning in catalog.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}", err=True)
     if strict and catalog.warnings:
         raise typer.Exit(1)
 
@@ -185,13 +198,24 @@ def eval_command(
         with Bars(enabled=not as_json and sys.stderr.isatty()) as bars:
             report = library.evaluate_beir(beir, split=split or "test", limit=limit, title=title,  # type: ignore[arg-type]
                                            progress=bars.update)
-        typer.echo(reports.eval_json(report) if as_json else reports.beir_table(report))
+        say(reports.eval_json(report) if as_json else reports.beir_table(report))
     else:
         report = library.evaluate_gold(gold, split=split)
-        typer.echo(reports.eval_json(report) if as_json else reports.gold_table(report))
+        say(reports.eval_json(report) if as_json else reports.gold_table(report))
 
 
 # ---- rag add: put local PDFs on the reading list ---------------------------------------------------------------
+
+
+def _one_line(section: str) -> str:
+    """--section becomes a heading of the list: one line of text, or a usage error (exit 2)."""
+    from rag.catalog.entry import check_section
+
+    problem = check_section(section)
+    if problem:
+        raise typer.BadParameter(problem)
+    return section
+
 
 
 @app.command("add")
@@ -199,16 +223,17 @@ def eval_command(
 def add_command(
     paths: Annotated[list[Path], typer.Argument(help="PDF files, or folders whose *.pdf files are added.")],
     list_path: ListOpt = None,
-    section: Annotated[str, typer.Option("--section", help="Heading to add under (created at the end if absent).")] = DEFAULT_SECTION,
+    section: Annotated[str, typer.Option("--section", help="Heading to add under (created at the end if absent).",
+                                         callback=_one_line)] = DEFAULT_SECTION,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the entries without writing the list.")] = False,
 ) -> None:
     """Append PDFs to the reading list in its own style; papers already listed are skipped. Exit 1 on failures."""
     report = library_from(list_path=list_path).add(paths, section=section, dry_run=dry_run)
     done, problems = reports.add_lines(report)
     for line in done:
-        typer.echo(line)
+        say(line)
     for line in problems:
-        typer.echo(line, err=True)
+        say(line, err=True)
     if report.failed:
         raise typer.Exit(1)
 
@@ -233,10 +258,10 @@ def fetch_command(
             if bar.enabled:
                 bar.update(fetched.source.id)
             elif not as_json:
-                typer.echo(reports.fetch_line(fetched), err=True)
+                say(reports.fetch_line(fetched), err=True)
 
         report = library.fetch(sources=sources, progress=show)
-    typer.echo(reports.fetch_json(report) if as_json else reports.fetch_summary(report))
+    say(reports.fetch_json(report) if as_json else reports.fetch_summary(report))
     if report.nothing_fetched:
         raise typer.Exit(1)
 
@@ -246,9 +271,9 @@ def fetch_command(
 def config_command(as_json: JsonOpt = False) -> None:
     """Every setting: its RAG_* variable, the value in force here, and what it does."""
     settings = library_from().settings
-    rows = [(f"RAG_{name.upper()}", getattr(settings, name), field.description or "")
+    rows = [(f"RAG_{name.upper()}", settings.shown(name), field.description or "")  # secrets as ***
             for name, field in type(settings).model_fields.items()]
-    typer.echo(reports.config_json(rows) if as_json else reports.config_table(rows))
+    say(reports.config_json(rows) if as_json else reports.config_table(rows))
 
 
 # ---- rag serve, rag mcp: the library over HTTP and to AI assistants ------------------------------------------

@@ -1,5 +1,9 @@
 """Answers as text for a terminal, as JSON, as HTML for notebooks, and as a DataFrame.
 
+Every text in an answer comes from someone else (a paper, the list, an LLM, the question itself), so each renderer
+passes it through `rag.text.terminal_safe` before adding its own markup: no escape sequence, control character or
+bidi override reaches a terminal, a notebook or a JSON consumer.
+
 The JSON schema (stable; `schema` bumps on any incompatible change):
 
     {"schema": 1, "query": str, "expanded_query": str, "sides": [str],
@@ -20,8 +24,8 @@ import json
 import re
 import textwrap
 
-from rag.text import STOPWORDS
-from rag.types import Answer, Citation, Passage, Summary, register_notebook_renderers
+from rag.text import STOPWORDS, terminal_safe, terminal_safe_tree
+from rag.types import Answer, Citation, Passage, Sentence, Summary, register_notebook_renderers
 
 JSON_SCHEMA_VERSION = 1
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{2,}")
@@ -45,6 +49,11 @@ def citation_dict(citation: Citation) -> dict:
 
 
 def answer_dict(answer: Answer) -> dict:
+    """The JSON schema above, every string in it terminal-safe."""
+    return terminal_safe_tree(_answer_dict(answer))
+
+
+def _answer_dict(answer: Answer) -> dict:
     summary = None
     if answer.summary is not None:
         summary = {
@@ -88,12 +97,13 @@ def citation_line(citation: Citation) -> str:
     if citation.section:
         parts.append(f"§ {citation.section}")
     parts.append(citation.url)
-    return " · ".join(parts)
+    return " ".join(terminal_safe(" · ".join(parts)).split())
 
 
 def passage_text(passage: Passage, number: int, terms: list[str], mark: tuple[str, str], width: int) -> str:
-    body = textwrap.fill(" ".join(passage.text.split()), width=width, initial_indent="    ", subsequent_indent="    ")
-    head = f"[{number}] {passage.citation.title}"
+    text = " ".join(terminal_safe(passage.text).split())
+    body = textwrap.fill(text, width=width, initial_indent="    ", subsequent_indent="    ")
+    head = f"[{number}] {' '.join(terminal_safe(passage.citation.title).split())}"
     return f"{head}\n{highlight(body, terms, mark)}\n    — {citation_line(passage.citation)}"
 
 
@@ -103,14 +113,14 @@ def references(answer: Answer) -> list[str]:
     for passage in answer.passages:
         c = passage.citation
         if c.source_id not in seen:
-            seen[c.source_id] = c.reference()
+            seen[c.source_id] = " ".join(terminal_safe(c.reference()).split())
     return list(seen.values())
 
 
 def answer_text(answer: Answer, *, color: bool = False, width: int = 100, summary_text: str = "") -> str:
     """The terminal rendering: summary (if any), numbered passages with highlighted terms, references."""
     mark = ("\x1b[1;33m", "\x1b[0m") if color else ("", "")
-    terms = query_terms(answer.expanded_query or answer.query)
+    terms = query_terms(terminal_safe(answer.expanded_query or answer.query))
     out = []
     if summary_text:
         out += [summary_text, ""]
@@ -125,7 +135,9 @@ def answer_text(answer: Answer, *, color: bool = False, width: int = 100, summar
 
 def answer_html(answer: Answer) -> str:
     """Notebook rendering with clickable citations."""
-    esc = html.escape
+    def esc(text: str) -> str:
+        return html.escape(terminal_safe(text))
+
     rows = []
     if answer.summary is not None and answer.summary.sentences:
         items = " ".join(
@@ -164,7 +176,7 @@ def explain_text(answer: Answer) -> str:
         dense, lexical = p.ranks.get("dense"), p.ranks.get("lexical")
         lines.append(f"{i:>3} {p.score:>8.3f} {dense if dense is not None else '-':>6} "
                      f"{lexical if lexical is not None else '-':>6}  {p.citation.label}")
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))
 
 
 def format_summary(summary: Summary) -> str:
@@ -179,7 +191,7 @@ def summary_text(answer: Answer) -> str:
     if answer.summary is None or not answer.summary.sentences:
         return ""
     method = "extractive" if answer.summary.method == "extractive" else "LLM, citations checked"
-    paragraphs = format_summary(answer.summary).split("\n")
+    paragraphs = terminal_safe(format_summary(answer.summary)).split("\n")
     body = [textwrap.fill(p, width=100, initial_indent="  ", subsequent_indent="  ") for p in paragraphs]
     return f"Answer ({method})\n" + "\n".join(body) + "\n\nPassages"
 
@@ -192,14 +204,30 @@ def ask_output(answer: Answer, *, as_json: bool, explain: bool, color: bool, bib
     parts = []
     if explain:
         parts.append(explain_text(answer) + "\n")
-    streamed = streamed and answer.summary is not None and answer.summary.method == "llm"  # else: fell back
-    if streamed:  # the LLM's words already went to the terminal; say what the citation check found
-        notice = answer.summary.notice if answer.summary is not None else ""
-        parts.append(f"\n\nNote: {notice}\n" if notice else "\n")
+    if streamed and (answer.summary is None or answer.summary.method != "llm"):  # it fell back after streaming
+        parts.append("")
+        streamed = False
+    if streamed:  # the checked sentences already went to the terminal; say what the check found
+        notice = terminal_safe(answer.summary.notice) if answer.summary is not None else ""
+        parts.append(f"\nNote: {notice}\n\nPassages" if notice else "\nPassages")
     parts.append(answer_text(answer, color=color, summary_text="" if streamed else summary_text(answer)))
     if bibtex and answer.passages:
         parts.append("\n" + bibtex)
     return "\n".join(parts)
+
+
+def streamed_sentence(sentence: Sentence, *, first: bool, color: bool, width: int = 100) -> str:
+    """One checked sentence of an LLM answer as it streams to a terminal. A sentence citing a given passage is
+    shown as part of the answer (noted when it also cited one that was not given); one citing none is never
+    shown as the answer: it is dimmed and marked as not supported by the passages."""
+    text, flagged = (" ".join(terminal_safe(part).split()) for part in (sentence.text, sentence.flagged))
+    head = "Answer (LLM, citations checked)\n" if first else ""
+    if not sentence.markers:
+        dim = ("\x1b[2m", "\x1b[0m") if color else ("", "")
+        line = f"⚠ not supported by the passages ({flagged}), left out: {text}"
+        return head + dim[0] + textwrap.fill(line, width, initial_indent="  ", subsequent_indent="    ") + dim[1] + "\n"
+    text += " " + "".join(f"[{m}]" for m in sentence.markers) + (f" (unverified: {flagged})" if flagged else "")
+    return head + textwrap.fill(text, width, initial_indent="  ", subsequent_indent="  ") + "\n"
 
 
 register_notebook_renderers(html=answer_html, dataframe=answer_dataframe)

@@ -1,5 +1,6 @@
 """Reports as text and JSON: builds, index status, the reading list, fetches, evaluations. The library returns
-the objects; the CLI prints these."""
+the objects; the CLI prints these (through `say`, which strips escape codes from the text; the JSON ones clean
+every string they hold, so a consumer of the JSON gets clean text too)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from collections import Counter
 
 from rag.store.codec import to_jsonable
+from rag.text import terminal_safe_tree
 
 
 def build_report_text(report) -> str:
@@ -38,7 +40,7 @@ def build_report_text(report) -> str:
 
 
 def build_report_json(report) -> str:
-    return json.dumps(to_jsonable(report), indent=1)
+    return json.dumps(terminal_safe_tree(to_jsonable(report)), indent=1)
 
 
 def status_text(status) -> str:
@@ -61,7 +63,7 @@ def status_text(status) -> str:
 
 
 def status_json(status) -> str:
-    return json.dumps(to_jsonable(status), indent=1)
+    return json.dumps(terminal_safe_tree(to_jsonable(status)), indent=1)
 
 
 # ---- the reading list (`rag sources`) --------------------------------------------------------------------
@@ -85,7 +87,7 @@ def sources_table(sources) -> str:
 
 def sources_json(sources) -> str:
     items = [{**dataclasses.asdict(s), "list_sections": [" > ".join(path) for path in s.sections]} for s in sources]
-    return json.dumps(items, indent=1, ensure_ascii=False)
+    return json.dumps(terminal_safe_tree(items), indent=1, ensure_ascii=False)
 
 
 def sources_summary(catalog, list_path) -> str:
@@ -139,7 +141,7 @@ def fetch_summary(report) -> str:
 def fetch_json(report) -> str:
     payload = {"results": to_jsonable(report.results), "downloads": report.downloads, "reused": report.reused,
                "metadata_requests": report.metadata_requests}
-    return json.dumps(payload, indent=1, ensure_ascii=False)
+    return json.dumps(terminal_safe_tree(payload), indent=1, ensure_ascii=False)
 
 
 # ---- evaluations (`rag eval`) ----------------------------------------------------------------------------------
@@ -189,20 +191,17 @@ def _figures_row(name: str, f) -> str:
 
 
 def eval_json(report) -> str:
-    return json.dumps(dataclasses.asdict(report), indent=1)
+    return json.dumps(terminal_safe_tree(dataclasses.asdict(report)), indent=1)
 
 
 # ---- settings (`rag config`) -----------------------------------------------------------------------------------
 
 
 def config_table(rows) -> str:
-    """One line per setting: its variable, the value in force (an API key shown as ***), what it does."""
-    lines = []
-    for env, value, description in rows:
-        shown = "***" if env == "RAG_LLM_API_KEY" and value else value
-        lines.append(f"{env:<22} {str(shown):<40} {description}")
-    return "\n".join(lines)
+    """One line per setting: its variable, the value in force as shown (secrets as ***), what it does."""
+    return "\n".join(f"{env:<22} {shown:<40} {description}" for env, shown, description in rows)
 
 
 def config_json(rows) -> str:
-    return json.dumps({env: str(value) for env, value, _ in rows}, indent=1)
+    """{variable: the value in force as shown (secrets as ***)}."""
+    return json.dumps(terminal_safe_tree({env: shown for env, shown, _ in rows}), indent=1)

@@ -11,6 +11,7 @@ tokenizers, never torch. Heavy imports (torch, sentence_transformers) stay insid
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -96,6 +97,19 @@ class TorchFallbackWarning(UserWarning):
     """
 
 
+def keep_caches_in(home: Home) -> None:
+    """Keep the encoder libraries from writing outside RAG_HOME; called before they load.
+
+    onnxruntime (1.2x+) starts a telemetry system that writes `~/.cache/Microsoft/DeveloperTools/.onnxruntime/`
+    (a device id and an event database) and `$TMPDIR/.ses` on every `ask`: it is turned off (ORT_DISABLE_TELEMETRY,
+    read when onnxruntime is imported). Importing sentence-transformers makes torch create its compile cache,
+    `$TMPDIR/torchinductor_<user>/`: it goes to `<home>/cache/torch/` (TORCHINDUCTOR_CACHE_DIR) instead. Both are
+    environment variables, so a value the user set wins, and the README says so.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(home.torch_cache))
+
+
 def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedder:
     """The encoder `settings` name, for building an index or for asking it.
 
@@ -105,6 +119,7 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
     """
     if settings.model in REGISTRY:
         return REGISTRY[settings.model]()
+    keep_caches_in(home)
     _, folder = locate_model(settings.model)
     export_dir = home.model_dir(recipe_fingerprint(folder))
     if settings.quantize == "int8" and not settings.onnx:
@@ -136,6 +151,7 @@ def query_embedder_for(info: ModelInfo | dict, home: Home, *, onnx: bool) -> Emb
     info = info if isinstance(info, ModelInfo) else ModelInfo.from_dict(info)
     if info.name in REGISTRY:
         return _checked(REGISTRY[info.name](), info)
+    keep_caches_in(home)
     export_dir = home.model_dir(info.source_fingerprint)
     if onnx and export_ready(export_dir, info.quantize):
         return _checked(OnnxEmbedder(export_dir, quantize=info.quantize), info)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 from rag.errors import ExtractError
 from rag.extract.repair import repair_pages
+from rag.text import terminal_safe
 
 # LaTeX PDFs often emit an accent as a spacing character before its letter ("F¨arber"): rejoin it.
 _SPACING_ACCENTS = {"¨": "\u0308", "´": "\u0301", "ˆ": "\u0302", "˜": "\u0303", "˚": "\u030a", "ˇ": "\u030c"}
@@ -39,8 +40,9 @@ def is_pdf(data: bytes) -> bool:
 
 
 def clean_text(text: str) -> str:
-    """Normalize one page (or any text): NFKC, accents, invisible characters, spaces; no empty lines."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    """Normalize one page (or any text): NFKC, accents, invisible characters, spaces; no empty lines. Escape
+    sequences go whole (`ESC ] 0;title BEL`, not just its ESC), so none of their text is indexed."""
+    text = terminal_safe(text.replace("\r\n", "\n").replace("\r", "\n").replace("\x0c", " "))
     text = _ACCENT_RE.sub(lambda m: m.group(2) + _SPACING_ACCENTS[m.group(1)], text)
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE_RE.sub("", text)

@@ -6,6 +6,7 @@
     <home>/cache/documents/<key>.json     extracted text, by (blob hash, extractor version)
     <home>/cache/chunks/<key>.json        chunk lists, by (document, chunker recipe)
     <home>/cache/embeddings/<fp>.sqlite   vectors by chunk hash, one file per model fingerprint
+    <home>/cache/torch/                   torch's compile cache (TORCHINDUCTOR_CACHE_DIR), kept out of $TMPDIR
     <home>/models/<fp>/                   the ONNX export of a model, kept with the index (see rag.store.models)
     <home>/snapshots/<id>/                one complete built index (see rag.store.snapshot)
     <home>/CURRENT                        names the published snapshot; replaced atomically
@@ -88,6 +89,7 @@ class Home:
         self.root = Path(root).expanduser().resolve()
         self.cache = self.root / "cache"
         self.snapshots = self.root / "snapshots"
+        self.torch_cache = self.cache / "torch"
 
     # raw blobs -------------------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
