@@ -80,8 +80,8 @@ def test_hostile_metadata_adds_only_the_file(tmp_path, listing, title):
 
 def test_a_hostile_title_on_the_first_page_adds_only_the_file(tmp_path, listing):
     before = load_list(listing)
-    pdf = make_pdf(tmp_path / "papers" / "paper.pdf", ["Body text in small type, several words long."],
-                   title="[pwn](file:///etc/shadow) see arXiv:1706.03762")
+    body = ["Body text in small type, several words long, as a real first page has."] * 4
+    pdf = make_pdf(tmp_path / "papers" / "paper.pdf", body, title="[pwn](file:///etc/shadow) see arXiv:1706.03762")
     result = invoke(str(pdf), "--list", str(listing))
     assert_adds_exactly(listing, before, pdf, result)
     assert "pwn file: ///etc/shadow see arXiv 1706.03762" in result.stdout  # what was there, as plain words

@@ -171,9 +171,7 @@ def sse_events(text: str) -> list[tuple[str, str]]:
     return events
 
 
-def test_llm_answer_streams_tokens_then_the_checked_answer(index, llm):
-    from test_llm import STREAM_TOKENS
-
+def test_llm_answer_streams_checked_sentences_then_the_answer(index, llm):
     library = Library.open(home=index / "home", llm_url=f"{llm.url}/stream/v1", llm_model="m", llm_timeout=10.0)
     with TestClient(create_app(library), base_url="http://127.0.0.1") as http:
         with http.stream("GET", "/api/ask/stream", params={"q": QUESTION, "k": 2}) as response:
@@ -182,10 +180,12 @@ def test_llm_answer_streams_tokens_then_the_checked_answer(index, llm):
         plain = http.get("/api/ask", params={"q": QUESTION, "k": 2, "answer": "none"}).json()
         failed = sse_events(http.get("/api/ask/stream", params={"q": QUESTION, "paper": "arxiv:1.1"}).text)
     kinds = [kind for kind, _ in events]
-    assert kinds == ["token"] * len(STREAM_TOKENS) + ["answer"]
-    assert [json.loads(data)["text"] for _, data in events[:-1]] == STREAM_TOKENS
     final = json.loads(events[-1][1])
-    assert final["summary"]["method"] == "llm" and [s["markers"] for s in final["summary"]["sentences"]] == [[1], [2]]
+    sentences = final["summary"]["sentences"]
+    assert final["summary"]["method"] == "llm" and [s["markers"] for s in sentences] == [[1], [2]]
+    # Only checked sentences stream, never raw reply text: one event per sentence of the final answer, equal to it.
+    assert kinds == ["sentence"] * len(sentences) + ["answer"]
+    assert [json.loads(data) for _, data in events[:-1]] == sentences
     assert final["passages"] == plain["passages"]
     assert [kind for kind, _ in failed] == ["error"] and json.loads(failed[0][1])["status"] == 400
 
@@ -347,7 +347,7 @@ def test_index_swap_under_concurrent_load(index, tmp_path):
 
 
 class EndlessLLM(BaseHTTPRequestHandler):
-    """Streams tokens until its client hangs up (at most 600, 0.05 s apart), and records how far it got."""
+    """Streams cited sentences until its client hangs up (at most 600, 0.05 s apart), and records how far it got."""
 
     def log_message(self, *args):
         pass
@@ -359,7 +359,7 @@ class EndlessLLM(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             for i in range(600):
-                chunk = json.dumps({"choices": [{"delta": {"content": f"word{i} "}}]})
+                chunk = json.dumps({"choices": [{"delta": {"content": f"Sentence {i} cites the first passage [1]. "}}]})
                 self.wfile.write(f"data: {chunk}\n\n".encode())
                 self.wfile.flush()
                 self.server.sent = i + 1
@@ -378,7 +378,7 @@ def test_a_client_that_leaves_stops_the_llm_stream(index, tmp_path):
         with Served(env, log=tmp_path / "serve.log") as served:
             with httpx.stream("GET", f"{served.url}/api/ask/stream", params={"q": QUESTION}, timeout=120) as response:
                 first = next(line for line in response.iter_lines() if line.startswith("data:"))
-            assert json.loads(first[5:])["text"] == "word0 "
+            assert json.loads(first[5:]) == {"text": "Sentence 0 cites the first passage.", "markers": [1], "flagged": ""}
             assert llm.hung_up.wait(60)  # rag serve closed its LLM request once its own client had gone
             assert llm.sent < 600
             assert get(f"{served.url}/api/ask", params={"q": QUESTION, "answer": "none"}).status_code == 200

@@ -41,7 +41,8 @@ def page_lines(fragments: list[tuple[float, float, float, str]], stamp: re.Patte
 def title_run(lines: list[tuple[float, float, str]], height: float) -> tuple[int, int]:
     """[start, end) of the title's lines: the first run of lines set in the largest type of the page's upper
     half (figures, whose labels are often set larger than the title, sit lower on a first page), when that type
-    is larger than the body text's and the lines are words; (0, 0) when no title stands out (an excerpt)."""
+    is larger than the body text's and the lines are words (not figure labels or numbers); (0, 0) when no title
+    stands out (an excerpt)."""
     upper = [i for i, (y, _, _) in enumerate(lines) if y >= 0.5 * height] or list(range(len(lines)))
     if not upper:
         return 0, 0
@@ -52,8 +53,9 @@ def title_run(lines: list[tuple[float, float, str]], height: float) -> tuple[int
     while end < len(lines) and lines[end][1] >= biggest - 0.5 and end - start < 4:
         end += 1
     text = " ".join(t for _, _, t in lines[start:end])
-    letters = sum(c.isalpha() or c.isspace() for c in text) / max(len(text), 1)
-    return (start, end) if biggest >= body + 1.5 and 2 <= len(text.split()) <= 40 and letters >= 0.85 else (0, 0)
+    words = text.split()
+    worded = sum(sum(c.isalpha() for c in word) >= 2 for word in words) / max(len(words), 1)
+    return (start, end) if biggest >= body + 1.5 and 2 <= len(words) <= 40 and worded >= 0.8 else (0, 0)
 
 
 def join_title(lines: list[str]) -> str:

@@ -53,15 +53,22 @@ def answer_dict(answer: Answer) -> dict:
     return terminal_safe_tree(_answer_dict(answer))
 
 
+def sentence_dict(sentence: Sentence) -> dict:
+    """One summary sentence as the schema has it, terminal-safe (`rag serve` streams these one by one)."""
+    return terminal_safe_tree(_sentence_dict(sentence))
+
+
+def _sentence_dict(sentence: Sentence) -> dict:
+    return {"text": sentence.text, "markers": list(sentence.markers), "flagged": sentence.flagged}
+
+
 def _answer_dict(answer: Answer) -> dict:
     summary = None
     if answer.summary is not None:
         summary = {
             "method": answer.summary.method,
             "notice": answer.summary.notice,
-            "sentences": [
-                {"text": s.text, "markers": list(s.markers), "flagged": s.flagged} for s in answer.summary.sentences
-            ],
+            "sentences": [_sentence_dict(s) for s in answer.summary.sentences],
         }
     return {
         "schema": JSON_SCHEMA_VERSION,

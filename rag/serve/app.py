@@ -3,7 +3,7 @@
     GET /                        the page (static/index.html; everything it loads ships in the package)
     GET /docs, /openapi.json     the API, described (Swagger UI served from the package: works offline)
     GET /api/ask                 `ask --json`'s schema; ?q=&k=&section=&paper=&since=&until=&answer=none|extractive|llm
-    GET /api/ask/stream          the same question as Server-Sent Events: `token` events, then one `answer` event
+    GET /api/ask/stream          the same question as Server-Sent Events: checked `sentence` events, then one `answer` event
     GET /api/status              `rag status --json`
     GET /api/sources             the snapshot's sources (?status=ok|failed|unavailable|not_found)
     GET /api/passages/{id}       one passage by id (`arxiv:2302.07302#12`; '#' is %23 in a URL) and where its PDF is
@@ -27,11 +27,13 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from sse_starlette import EventSourceResponse
 
 from rag import __version__
+from rag.cli.render import sentence_dict
 from rag.errors import FilterError, IndexMismatch, IndexMissing, NotFound, RagError, SettingsError
 from rag.library import Library
 from rag.serve import service
 from rag.serve.guard import Guard
 from rag.serve.service import MAX_K, MAX_QUERY_CHARS, AnswerMode, LimitError, Question
+from rag.types import Sentence
 
 STATIC = FilePath(__file__).resolve().parent / "static"  # package data (pyproject: rag.serve)
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -79,7 +81,7 @@ def _api_routes(app: FastAPI, library: Library) -> None:
         return service.ask(library, _question(q, k, section, paper, since, until, answer))
 
     @app.get("/api/ask/stream", tags=["api"], response_class=EventSourceResponse,
-             summary="The same question as Server-Sent Events: `token` events (LLM text), then `answer` (or `error`).")
+             summary="The same question as Server-Sent Events: `sentence` events (each LLM sentence once its citations are checked), then `answer` (or `error`).")
     async def ask_stream(q: Q, k: K = None, section: Sections = None, paper: Papers = None, since: Since = None,
                          until: Until = None, answer: Mode = "llm") -> EventSourceResponse:
         return _answer_events(library, _question(q, k, section, paper, since, until, answer))
@@ -107,19 +109,23 @@ class _ClientGone(Exception):
 
 
 def _answer_events(library: Library, question: Question) -> EventSourceResponse:
-    """Run the question in a worker thread; relay its LLM tokens as they come, then the whole answer.
+    """Run the question in a worker thread; relay each checked sentence of the LLM answer, then the whole answer.
 
-    The worker pushes into a memory stream that the response drains (sse-starlette's `data_sender_callable`). When
-    the client goes away, sse-starlette cancels `work`; the worker thread is left to raise at its next token, which
-    stops it reading the LLM's reply.
+    Only sentences whose citations were checked are sent (`sentence` events, flagged ones marked as in the final
+    answer), never the reply's raw text. The worker pushes into a memory stream that the response drains
+    (sse-starlette's `data_sender_callable`). When the client goes away, sse-starlette cancels `work`; the worker
+    thread is left to raise at the reply's next piece, which stops it reading the LLM's reply.
     """
     send, receive = anyio.create_memory_object_stream[dict](max_buffer_size=10_000)
-    gone = threading.Event()  # set when the client disconnected: the worker stops at its next token
+    gone = threading.Event()  # set when the client disconnected: the worker stops at the reply's next piece
 
-    def on_token(text: str) -> None:  # in the worker thread
+    def check_client(_piece: str = "") -> None:  # in the worker thread, at every piece of the reply
         if gone.is_set():
             raise _ClientGone
-        event = {"event": "token", "data": json.dumps({"text": text}, ensure_ascii=False)}
+
+    def on_sentence(sentence: Sentence) -> None:  # in the worker thread
+        check_client()
+        event = {"event": "sentence", "data": json.dumps(sentence_dict(sentence), ensure_ascii=False)}
         try:
             anyio.from_thread.run_sync(send.send_nowait, event)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock) as exc:
@@ -128,7 +134,7 @@ def _answer_events(library: Library, question: Question) -> EventSourceResponse:
     async def work() -> None:
         async with send:
             try:
-                payload = await anyio.to_thread.run_sync(lambda: service.ask(library, question, on_token),
+                payload = await anyio.to_thread.run_sync(lambda: service.ask(library, question, on_sentence, check_client),
                                                          abandon_on_cancel=True)
                 await send.send({"event": "answer", "data": json.dumps(payload, ensure_ascii=False)})
             except RagError as exc:

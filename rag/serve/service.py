@@ -14,7 +14,7 @@ from rag.errors import RagError
 from rag.library import Library
 from rag.cli.render import answer_dict, citation_dict
 from rag.store.codec import to_jsonable
-from rag.types import Passage
+from rag.types import Passage, Sentence
 
 MAX_QUERY_CHARS = 1_000  # longer than any real question; bounds tokenizer and BM25 work per request
 MAX_K = 50  # passages per answer; the page shows them all, and the LLM prompt grows with k
@@ -53,12 +53,18 @@ class Question:
             raise LimitError(f"answer={self.answer!r}; it must be none, extractive or llm")
 
 
-def ask(library: Library, question: Question, on_token: Callable[[str], None] | None = None) -> dict:
-    """`ask --json`'s payload for the question (the same renderer, so the same schema)."""
+def ask(library: Library, question: Question, on_sentence: Callable[[Sentence], None] | None = None,
+        on_token: Callable[[str], None] | None = None) -> dict:
+    """`ask --json`'s payload for the question (the same renderer, so the same schema).
+
+    `on_sentence` receives each sentence of an LLM answer once its citations are checked; `on_token` each raw piece
+    of the reply as it arrives (the server only uses it to stop reading when its client has gone, never to show it).
+    """
     answer = library.ask(
         question.q, question.k, section=list(question.section) or None, paper=list(question.paper) or None,
         year_min=question.since, year_max=question.until,
-        summary=None if question.answer == "none" else question.answer, on_token=on_token,
+        summary=None if question.answer == "none" else question.answer, on_sentence=on_sentence,
+        on_token=on_token,
     )
     return answer_dict(answer)
 

@@ -91,12 +91,13 @@ async function search(event) {
 }
 
 function streamAnswer(params) {
-  // Tokens arrive as the LLM writes them; the final `answer` event carries the checked answer, which replaces them.
+  // Each sentence arrives once its citations are checked (never the raw reply); the final `answer` event carries
+  // the whole checked answer, which replaces them.
   return new Promise((resolve, reject) => {
     const source = new EventSource(`/api/ask/stream?${params}`);
     $("answer").hidden = false;
     $("answer-method").textContent = "(LLM, streaming…)";
-    source.addEventListener("token", (e) => { $("answer-text").textContent += JSON.parse(e.data).text; });
+    source.addEventListener("sentence", (e) => { $("answer-text").append(renderSentence(JSON.parse(e.data)), " "); });
     source.addEventListener("answer", (e) => { source.close(); render(JSON.parse(e.data)); resolve(); });
     source.addEventListener("error", (e) => {
       source.close();
@@ -116,19 +117,23 @@ function render(payload) {
   $("results").hidden = count === 0;
 }
 
+function renderSentence(sentence) {
+  // One checked sentence with its [n] markers; a flagged one (its citations could not be checked) is marked.
+  const part = document.createDocumentFragment();
+  const span = el("span", { class: sentence.flagged ? "flagged" : "", text: sentence.text });
+  if (sentence.flagged) span.title = sentence.flagged;
+  part.append(span);
+  for (const n of sentence.markers) {
+    part.append(" ", el("a", { href: `#p${n}`, class: "marker", "aria-label": `passage ${n}`, text: `[${n}]`,
+      onclick: (e) => { e.preventDefault(); focusPassage(n); } }));
+  }
+  return part;
+}
+
 function renderSummary(summary) {
   if (!summary || !summary.sentences.length) return;
   const text = $("answer-text");
-  for (const sentence of summary.sentences) {
-    const span = el("span", { class: sentence.flagged ? "flagged" : "", text: sentence.text });
-    if (sentence.flagged) span.title = sentence.flagged;
-    text.append(span);
-    for (const n of sentence.markers) {
-      text.append(" ", el("a", { href: `#p${n}`, class: "marker", "aria-label": `passage ${n}`, text: `[${n}]`,
-        onclick: (e) => { e.preventDefault(); focusPassage(n); } }));
-    }
-    text.append(" ");
-  }
+  for (const sentence of summary.sentences) text.append(renderSentence(sentence), " ");
   $("answer-method").textContent = summary.method === "llm" ? "(LLM, citations checked)" : "(extractive)";
   if (summary.notice) { $("answer-notice").textContent = summary.notice; $("answer-notice").hidden = false; }
   $("answer").hidden = false;
