@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embed.model import load_tokenizer
+from rag.embed.model import WordPieces, load_tokenizer
 from rag.errors import EmbedError
 from rag.settings import default
 from rag.store.models import OnnxExport, Quantize
@@ -77,6 +77,9 @@ class OnnxEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._counter.encode_batch(list(texts))]
+
+    def word_pieces(self) -> WordPieces:
+        return WordPieces(self._counter, self.max_tokens)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = default("batch_size"),
                progress: bool = False) -> np.ndarray:
