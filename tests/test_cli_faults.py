@@ -203,12 +203,16 @@ def test_progress_starts_with_totals_that_never_change(index, tmp_path):
 
 
 @pytest.mark.slow
-def test_quiet_silences_every_bar_of_a_first_build_with_the_real_model(tmp_path):
+def test_quiet_silences_every_bar_of_a_first_build_with_the_real_model_and_a_damaged_export_is_one_line(tmp_path):
     make_pdf(tmp_path / "gqa.pdf", [TEXT], title="GQA")
     (tmp_path / "list.md").write_text("## Papers\n\n- [GQA](gqa.pdf)\n", "utf-8")
     env = {"RAG_HOME": str(tmp_path / "home"), "RAG_LIST_PATH": str(tmp_path / "list.md"), "RAG_OFFLINE": "1"}
     result = run("rag", "build", "--quiet", env=env, code=0)  # exports the bundled model: transformers loads it
     assert result.stderr == "" and "published snapshot" in result.stdout
+    # the export is part of the home too: damaged, it is one line naming it, not onnxruntime's traceback
+    (model,) = (tmp_path / "home" / "models").glob("*/model.onnx")
+    model.write_bytes(model.read_bytes()[:4096])
+    one_line(run("ask", "grouped-query attention", env=env, code=1), "model.onnx cannot be loaded", "rag build")
 
 
 def test_a_fresh_build_of_every_kind_of_source(arxiv_server, tmp_path):
