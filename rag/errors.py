@@ -14,11 +14,18 @@ class CatalogError(RagError):
 
 
 class FetchError(RagError):
-    """A source could not be fetched; carries the status it leaves the source in (failed, not_found, unavailable)."""
+    """A source could not be fetched; carries the status it leaves the source in (failed, not_found, unavailable)
+    and whether its host could not be reached at all (refused, DNS, connect timeout: the network may be down)."""
 
-    def __init__(self, message: str, *, status: str = "failed"):
+    def __init__(self, message: str, *, status: str = "failed", unreachable: bool = False):
         super().__init__(message)
         self.status = status
+        self.unreachable = unreachable
+
+
+class Refused(FetchError):
+    """A list entry points where a list may not reach (a file outside the allowed roots, a special file, a
+    private address). Never served from an older copy: the message names the rule and the setting that widens it."""
 
 
 class ExtractError(RagError):
@@ -33,12 +40,20 @@ class IndexMissing(RagError):
     """No snapshot has been published yet under this home."""
 
 
+class HomeUnusable(RagError):
+    """RAG_HOME (or a file under it) cannot be used: not a folder, not writable, full."""
+
+
+class SnapshotDamaged(RagError):
+    """A file of a snapshot is missing, truncated or corrupt; `rag build` rebuilds it from the caches."""
+
+
 class IndexMismatch(RagError):
     """The snapshot was built with another format version or model than this code uses."""
 
 
 class BuildLocked(RagError):
-    """Another build holds the lock."""
+    """Another build, fetch or add holds the home's write lock."""
 
 
 class GateFailed(RagError):

@@ -141,7 +141,12 @@ class Library:
             on_token, on_sentence: for "llm", the reply's raw pieces as they stream (unchecked), and each of its
                 sentences once checked (see rag.answer.llm.llm_summary).
         """
+        if not question.strip():
+            raise ValueError("an empty question; ask something")
+        if k is not None and k < 1:
+            raise ValueError(f"k={k}: ask for at least one passage")
         snapshot = self.snapshot()
+        self._note_stub_index(snapshot)
         embedder = self._embedder_for(snapshot)
         s = self.settings
         filters = Filters(
@@ -160,6 +165,14 @@ class Library:
             answer = replace(answer, summary=extractive_summary(
                 question, cited, embedder, sides=answer.sides, query_vector=found.query_vector))
         return answer
+
+    def _note_stub_index(self, snapshot: Snapshot) -> None:
+        """An index built without any full text (offline, first run) can only point at list entries: say so."""
+        counts = snapshot.manifest.get("counts", {})
+        notice = (f"the index holds only the reading list's own entries for {counts.get('sources', 0)} sources; "
+                  "for full text, build with network, or point RAG_PDF_DIRS at a folder of PDFs, or `rag add` them")
+        if counts.get("ok", 1) == 0 and notice not in self.notices:
+            self.notices.append(notice)
 
     def bibtex(self, answer: Answer) -> str:
         """BibTeX entries of the sources an answer cites, each once, in order of first citation."""
@@ -207,8 +220,11 @@ class Library:
         snapshot = self.snapshot()
         return tuple(snapshot.sources[sid] for sid in snapshot.source_ids)
 
-    def status(self) -> Status:
+    def status(self, *, verify: bool = False) -> Status:
+        """What the published snapshot holds. `verify`: check every file's checksum first (SnapshotDamaged)."""
         snapshot = self.snapshot()
+        if verify:
+            snapshot.verify(checksums=True)
         m = snapshot.manifest
         return Status(
             home=str(self.home.root), snapshot_id=snapshot.id, created=m.get("created", ""),
@@ -227,7 +243,10 @@ class Library:
         """Append PDFs (or folders of them) to the reading list in its own style; papers listed already are skipped."""
         from rag.catalog.add import add_papers
 
-        return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=dry_run)
+        if dry_run:
+            return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=True)
+        with self.home.build_lock():  # the home's one write lock: no build reads the list while it changes
+            return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=False)
 
     def fetch(self, *, sources: Sequence[Source] | None = None,
               progress: Callable[[Fetched], None] | None = None) -> FetchReport:
@@ -235,7 +254,8 @@ class Library:
         from rag.fetch.fetch import fetch_sources
 
         sources = self.reading_list().sources if sources is None else tuple(sources)
-        return fetch_sources(sources, self.settings, self.home, progress=progress)
+        with self.home.build_lock():  # the home's one write lock: never beside a build on the same cache
+            return fetch_sources(sources, self.settings, self.home, progress=progress)
 
     def build(self, progress: Progress | None = None, gate: str | Path | None = None) -> BuildReport:
         """Sync the index with the reading list (see rag.build); with `gate`, a gold file the new snapshot must

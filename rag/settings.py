@@ -57,10 +57,31 @@ class Settings(BaseSettings):
         (), description="Folders of local arXiv PDFs named by id (2305.13245v3.pdf), used instead of downloading."
     )
 
-    @field_validator("pdf_dirs", mode="before")
+    # What a reading list may reference (it is often someone else's file): local files only under these folders
+    # besides the list's own folder and RAG_PDF_DIRS, hosts only on public addresses unless allowed here.
+    local_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (), description="More folders whose files a list may name (besides its own folder and RAG_PDF_DIRS)."
+    )
+    allow_private_hosts: bool = Field(
+        False, description="Let a list reach loopback, link-local and private addresses (off: public hosts only)."
+    )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Private hosts or addresses a list may reach all the same (a lab mirror): name,10.0.0.5."
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value):
+        """RAG_ALLOWED_HOSTS is a comma-separated list (or a JSON list)."""
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p.strip().lower() for p in text.split(",") if p.strip()]
+        return value
+
+    @field_validator("pdf_dirs", "local_roots", mode="before")
     @classmethod
     def _split_pdf_dirs(cls, value):
-        """RAG_PDF_DIRS is a PATH-style list (`dir1:dir2`) or a JSON list."""
+        """RAG_PDF_DIRS and RAG_LOCAL_ROOTS are PATH-style lists (`dir1:dir2`) or JSON lists."""
         if isinstance(value, str):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [part for part in text.split(os.pathsep) if part]
@@ -69,6 +90,11 @@ class Settings(BaseSettings):
     # Extraction and chunking
     chunk_tokens: int = Field(0, description="Word pieces per chunk; 0 means the model's max_seq_length.")
     chunk_overlap: int = Field(32, description="Word pieces shared by neighbouring chunks.")
+    # Each source is extracted and chunked in a worker process, so one pathological file costs its own entry only.
+    extract_timeout: float = Field(300.0, gt=0, description="Seconds one source may take to extract and chunk.")
+    extract_memory_mb: int = Field(
+        2048, gt=0, description="Memory (MB) one source's extraction may use beyond the worker's own."
+    )
 
     # Embedding
     model: str = Field("", description="sentence-transformers model name or path; empty: bundled all-MiniLM-L6-v2.")
@@ -82,7 +108,7 @@ class Settings(BaseSettings):
     keep_snapshots: int = Field(3, description="Published snapshots kept on disk.")
 
     # Retrieval
-    k: int = Field(5, description="Passages per answer.")
+    k: int = Field(5, ge=1, description="Passages per answer.")
     per_paper: int = Field(2, description="At most this many passages from one source.")
     focus_per_paper: int = Field(4, description="At most this many from a paper the question is about (it names it, or it dominates the ranking).")
     focus_share: float = Field(0.8, description="A paper holding this share of the best 2*RAG_PER_PAPER+1 hits dominates the ranking (above 1: never).")
@@ -114,7 +140,7 @@ class Settings(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise SettingsError(f"invalid setting: {exc}") from exc
+            raise SettingsError(_invalid_message(exc)) from exc
 
     def with_overrides(self, **values) -> "Settings":
         """A copy with the non-None values replaced (CLI flags override the environment)."""
@@ -152,6 +178,17 @@ _URL_PASSWORD = re.compile(r"(?<![\w+.-])([a-zA-Z][\w+.-]*+://[^/\s:@]*+:)[^/\s@
 def default(name: str):
     """The default of one setting, for a signature that needs one: no default is written down twice."""
     return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
+def _invalid_message(exc: ValidationError) -> str:
+    """One line per the CLI's rule: `invalid setting RAG_K='abc': Input should be a valid integer; ...`."""
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error.get("loc") else "?"
+        value = error.get("input")
+        shown = f"={value!r}" if isinstance(value, (str, int, float)) and len(repr(value)) <= 60 else ""
+        problems.append(f"RAG_{name.upper()}{shown}: {error['msg']}")
+    return f"invalid setting {'; '.join(problems)}; `rag config` lists every setting and what it takes"
 
 
 def _unknown_message(keys: list[str], fields: list[str]) -> str:

@@ -61,6 +61,9 @@ class Fetched:
     size: int = 0
     downloaded: bool = False  # True when this run transferred the bytes (False: reused from cache)
     meta: PaperMeta = field(default_factory=PaperMeta)
+    # Why this run could not fetch the source afresh, when it serves the last good copy instead (status "ok").
+    stale: str = ""
+    unreachable: bool = False  # failed because the host could not be reached (refused, DNS, connect timeout)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class SourceRecord:
     pages: int = 0
     chunks: int = 0
     blob: str | None = None
+    stale: str = ""  # status ok, but from the last good copy: why this build could not get a fresh one
 
 
 @dataclass(frozen=True)

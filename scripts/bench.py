@@ -102,9 +102,11 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
 from bench_ask import bench_ask  # noqa: E402
 from bench_build import bench_build  # noqa: E402
 from bench_faiss import bench_faiss  # noqa: E402
+from bench_reliability import bench_isolation  # noqa: E402
 from bench_serve import bench_serve  # noqa: E402
 
-SECTIONS.update({"ask": bench_ask, "build": bench_build, "faiss": bench_faiss, "serve": bench_serve})
+SECTIONS.update({"ask": bench_ask, "build": bench_build, "faiss": bench_faiss, "isolation": bench_isolation,
+                 "serve": bench_serve})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ def shared_path(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test cleanly when it is absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} not present (../shared is only in CI and dev checkouts)")
+        pytest.skip(f"{path} not present: set RAG_SHARED to the shared folder (default ../shared, beside the checkout)")
     return path
 
 

@@ -265,6 +265,7 @@ def settings_for(server: ArxivStandIn, **extra) -> dict:
         retries=2,
         timeout=5.0,
         walled_timeout=0.5,
+        allow_private_hosts=True,  # the stand-in is on 127.0.0.1, which a reading list may not reach by default
     )
     values.update(extra)
     return values

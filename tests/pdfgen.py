@@ -149,3 +149,47 @@ def pdf_bytes(pages: list[str | list[str]], **options) -> bytes:
     buffer = io.BytesIO()
     write_pdf(buffer, pages, **options)
     return buffer.getvalue()
+
+
+def raw_pdf(contents: list[bytes]) -> bytes:
+    """A minimal hand-written PDF, one page per content stream (Flate-compressed, Helvetica as /F1): for the
+    pathological files reportlab will not write (a 60 MB content stream that compresses to 90 KB, nesting 10^5
+    arrays deep)."""
+    import zlib
+
+    pages = len(contents)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               f"<< /Type /Pages /Kids [{' '.join(f'{4 + 2 * i} 0 R' for i in range(pages))}] /Count {pages} >>".encode(),
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    for i, content in enumerate(contents):
+        data = zlib.compress(content, 9)
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+                       f"/Contents {5 + 2 * i} 0 R >>".encode())
+        objects.append(f"<< /Length {len(data)} /Filter /FlateDecode >>\nstream\n".encode() + data + b"\nendstream")
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    out.write(b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets))
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
+
+
+def text_stream(text: str) -> bytes:
+    """A content stream that shows one line of (ASCII) text."""
+    return f"BT /F1 12 Tf 72 700 Td ({text}) Tj ET".encode()
+
+
+def huge_stream(megabytes: int = 60) -> bytes:
+    """A content stream of `megabytes` MB of tiny text operators: pypdf parses it for a minute and more."""
+    unit = b"(a) Tj\n"
+    return b"BT /F1 1 Tf " + unit * (megabytes * 1_000_000 // len(unit)) + b" ET"
+
+
+def nested_stream(depth: int = 200_000) -> bytes:
+    """Arrays nested `depth` deep: a recursive parser runs out of stack."""
+    return b"BT /F1 12 Tf 72 700 Td " + b"[" * depth + b"]" * depth + b" TJ ET"

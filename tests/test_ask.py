@@ -29,11 +29,9 @@ def normalized(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from conftest import SHARED_DATA
+    from conftest import shared_path
 
-    pdfs = SHARED_DATA / "pdfs"
-    if not pdfs.is_dir():
-        pytest.skip("../shared/data/pdfs not present")
+    pdfs = shared_path("pdfs")
     root = tmp_path_factory.mktemp("ask")
     papers = root / "papers"
     papers.mkdir()
@@ -182,7 +180,7 @@ def test_missing_local_file_is_reported_and_the_rest_builds(built, tmp_path):
     broken.write_text(text.replace("(papers/", f"({reading.parent}/papers/"), "utf-8")
     home = tmp_path / "home"
     result = CliRunner().invoke(app, ["build", "--list", str(broken), "--home", str(home), "--quiet"],
-                                env={**env, "RAG_HOME": str(home)})
+                                env={**env, "RAG_HOME": str(home), "RAG_LOCAL_ROOTS": str(reading.parent / "papers")})
     assert result.exit_code == 0, result.output
     assert "missing-paper.pdf" in result.output and "failed" in result.output
     status = Library.open(home=home).status()

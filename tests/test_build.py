@@ -146,7 +146,7 @@ def test_model_or_format_mismatch_is_refused(settings):
 def test_second_build_waits_for_nobody(settings):
     home = Home(settings.home)
     with home.build_lock():
-        with pytest.raises(BuildLocked, match="another build"):
+        with pytest.raises(BuildLocked, match="another rag build/fetch is running"):
             Library(settings).build()
 
 
@@ -215,5 +215,6 @@ def test_nothing_fetchable_on_a_fresh_home_publishes_the_list_itself(settings, s
                                                                 "RAG_LIST_PATH": str(settings.list_path),
                                                                 "RAG_MODEL": "hash",
                                                                 "RAG_ARXIV_API_URL": settings.arxiv_api_url,
+                                                                "RAG_ALLOW_PRIVATE_HOSTS": "1",
                                                                 "RAG_WALLED_TIMEOUT": "0.5"})
     assert result.exit_code == 1 and "no source could be fetched" in result.output

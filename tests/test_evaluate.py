@@ -337,7 +337,7 @@ def _build_pdfs(real_pdfs, tmp_path, names, *, gate=None):
 
     listing = tmp_path / f"list-{'-'.join(names)}.md"
     listing.write_text("## Papers\n\n" + "".join(f"- [{n}]({real_pdfs / PDFS[n]})\n" for n in names))
-    settings = Settings(list_path=listing, model="hash", offline=True)
+    settings = Settings(list_path=listing, model="hash", offline=True, local_roots=(real_pdfs,))
     ids = {n: s.id for n, s in zip(names, load_list(listing).sources, strict=True)}
     return settings, ids, (lambda: build(settings, gate=gate))
 
@@ -418,7 +418,7 @@ def test_rag_build_gate_flag_uses_the_gold_file(real_pdfs, tmp_path, rag_home):
     smaller = tmp_path / "smaller.md"
     smaller.write_text("## Papers\n\n" + "".join(f"- [{n}]({real_pdfs / PDFS[n]})\n" for n in ["citesee", "writing"]))
     result = CliRunner().invoke(app, ["build", "--list", str(smaller), "--gate", str(_gold_file(tmp_path, ids)),
-                                      "--offline", "-q"], env={"RAG_MODEL": "hash"})
+                                      "--offline", "-q"], env={"RAG_MODEL": "hash", "RAG_LOCAL_ROOTS": str(real_pdfs)})
     assert result.exit_code == 1, result.output
     assert "hit@1 1.000 -> 0.750" in result.output
     assert current_id(Home(settings.home)) == published

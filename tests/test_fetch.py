@@ -346,7 +346,8 @@ def test_local_files_are_stored_like_downloads_and_missing_ones_are_failures(hom
         Source(id="file:notes", kind="local", path=str(notes)),
         Source(id="file:gone", kind="local", path=str(tmp_path / "gone.pdf")),
     ]
-    settings = Settings(home=home.root, offline=True)
+    # the list's folder holds the notes; the real PDFs are under an allowed root of their own
+    settings = Settings(home=home.root, offline=True, list_path=tmp_path / "list.md", local_roots=(real_pdfs,))
     report = fetch_sources(sources, settings, home)
     assert [(f.status, f.media_type) for f in report.results] == [("ok", "pdf"), ("ok", "markdown"), ("failed", None)]
     assert str(tmp_path / "gone.pdf") in result(report, "file:gone").reason
@@ -378,7 +379,7 @@ def test_local_arxiv_pdf_is_used_only_when_it_is_the_current_version(arxiv_serve
     arxiv_server.add_paper("2307.09288", 2)
     arxiv_server.add_paper("2401.00001", 1)
     sources = [arxiv_source("2305.13245"), arxiv_source("2307.09288"), arxiv_source("2401.00001", 1, path=str(pinned))]
-    report = run(arxiv_server, home, sources, pdf_dirs=(folder,))
+    report = run(arxiv_server, home, sources, pdf_dirs=(folder,), list_path=tmp_path / "list.md")
     assert [(f.version, f.downloaded) for f in report.results] == [
         ("2305.13245v2", True), ("2307.09288v2", False), ("2401.00001v1", False)]
     assert [r.path for r in arxiv_server.requests_to("/pdf/")] == ["/pdf/2305.13245v2"]
@@ -401,7 +402,7 @@ def test_no_network_finishes_fast_with_every_source_reported(home):
     dead = f"http://127.0.0.1:{closed_port()}"
     settings = Settings(home=home.root).with_overrides(
         arxiv_api_url=f"{dead}/api/query", arxiv_pdf_url=f"{dead}/pdf", acl_pdf_url=f"{dead}/acl",
-        github_api_url=dead, retries=4, backoff=30.0, arxiv_delay=0.01)
+        github_api_url=dead, retries=4, backoff=30.0, arxiv_delay=0.01, allow_private_hosts=True)
     sources = [arxiv_source("2305.13245"), arxiv_source("2307.09288", 2), arxiv_source("2401.00001"),
                Source(id="acl:2023.eacl-main.121", kind="acl", acl_id="2023.eacl-main.121"),
                Source(id="github:o/r", kind="github"),
@@ -412,6 +413,7 @@ def test_no_network_finishes_fast_with_every_source_reported(home):
     statuses = {f.source.id: f.status for f in report.results}
     assert statuses.pop("url:thread") == "unavailable" and set(statuses.values()) == {"failed"}
     assert all("cannot connect" in f.reason or "unreachable" in f.reason for f in report.results)
+    assert report.network_down  # what lets a build say "no network?" (and only then)
 
 
 def test_offline_with_nothing_cached_touches_no_network(arxiv_server, home):

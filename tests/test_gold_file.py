@@ -12,7 +12,6 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
-import pytest
 from conftest import REPO, shared_path
 
 from rag.eval.files import load_gold

@@ -225,7 +225,7 @@ def source_url(record: SourceRecord) -> str:
     if source.kind == "acl" and source.acl_id:
         return f"https://aclanthology.org/{source.acl_id}.pdf"
     if source.path and (source.kind == "local" or not source.url):
-        return Path(source.path).resolve().as_uri()
+        return Path(os.path.realpath(source.path)).as_uri()  # never raises, not even for a symlink loop
     return source.url or record.url
 
 

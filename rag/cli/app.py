@@ -9,6 +9,7 @@ a paper, the list, a server or an LLM drives the terminal.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -51,20 +52,57 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def clean_errors(fn):
-    """Turn library errors into `error: ...` on stderr and exit code 1 (2 for usage errors stays typer's)."""
+    """Turn library errors into `error: ...` on stderr and exit code 1 (2 for usage errors stays typer's).
+
+    An OSError or SQLite error that escaped the library (a disk that filled up, a home made read-only under a
+    running command) gets the same one line, naming the file and what to do: never a traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except RagError as exc:
-            say(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+            fail(str(exc))
+        except OSError as exc:
+            from rag.store.home import describe_os_error
+
+            fail(describe_os_error(exc))
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as exc:
+            if type(exc).__module__ != "sqlite3":
+                raise
+            fail(f"a database under RAG_HOME failed ({exc}); if the disk is full, free space and run it again, "
+                 "else run `rag build`")
 
     return wrapper
+
+
+def fail(message: str) -> None:
+    """One line on stderr (the first line of the message: never a dump), exit code 1."""
+    say(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(1)
+
+
+def quiet_third_parties() -> None:
+    """--quiet: no progress bars or advice from the libraries a build loads (transformers, huggingface_hub,
+    tqdm). Environment variables of this process only, set before those libraries load; without --quiet
+    nothing is changed."""
+    for name, value in (("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                        ("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+        os.environ.setdefault(name, value)
+
+
+def question_text(question: str) -> str:
+    """The question, or a usage error (exit 2): empty, or bytes that are not UTF-8 (the shell passes them as
+    surrogates, which no tokenizer can take)."""
+    if not question.strip():
+        raise typer.BadParameter("the question is empty; ask something, e.g. ask \"how does GQA differ from MQA\"")
+    if any("\ud800" <= c <= "\udfff" for c in question):
+        raise typer.BadParameter("the question is not valid UTF-8 text; check the terminal's encoding")
+    return question
 
 
 def ask_main() -> None:
@@ -93,6 +131,8 @@ def build_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch, extract, chunk and embed the reading list; publish a new snapshot if anything changed."""
+    if quiet:
+        quiet_third_parties()
     library = library_from(home=home, list_path=list_path, model=model, quantize=quantize, offline=offline)
     with Bars(enabled=not quiet and not as_json and sys.stderr.isatty()) as bars:
         report = library.build(progress=bars.update, gate=gate)
@@ -103,9 +143,13 @@ def build_command(
 
 @app.command("status")
 @clean_errors
-def status_command(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+def status_command(
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Check every file of the snapshot against its checksum.")] = False,
+) -> None:
     """What the published index holds: sources and their status, model, counts, when it was built."""
-    status = library_from(home=home).status()
+    status = library_from(home=home).status(verify=verify)
     say(reports.status_json(status) if as_json else reports.status_text(status))
 
 
@@ -113,7 +157,7 @@ def status_command(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 @clean_errors
 def ask_command(
     question: Annotated[str, typer.Argument(help="Your question, in quotes.")],
-    k: Annotated[Optional[int], typer.Option("-k", "--k", help="Passages to show (default RAG_K=5).")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", "--k", min=1, help="Passages to show (default RAG_K=5).")] = None,
     section: Annotated[Optional[list[str]], typer.Option("--section", help="Only sources under this list heading.")] = None,
     paper: Annotated[Optional[list[str]], typer.Option("--paper", help="Only this source (arxiv:2305.13245).")] = None,
     year_min: Annotated[Optional[int], typer.Option("--since", help="Only sources from this year on.")] = None,
@@ -127,6 +171,7 @@ def ask_command(
     home: HomeOpt = None,
 ) -> None:
     """Answer a question with cited passages from the index."""
+    question = question_text(question)
     library = library_from(home=home)
     shown: list = []  # on a terminal, the LLM answer's sentences as they stream, each once it is checked
 

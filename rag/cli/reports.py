@@ -18,7 +18,7 @@ def build_report_text(report) -> str:
         lines.append(f"published snapshot {report.snapshot_id}")
     elif report.snapshot_id:
         lines.append(f"unchanged: snapshot {report.snapshot_id} is current")
-    statuses = Counter(r.status for r in report.records)
+    statuses = Counter("stale" if r.stale else r.status for r in report.records)
     lines.append(
         f"sources: {len(report.records)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
         f"chunks: {report.chunks} ({report.embedded} embedded, {report.reused} reused); "
@@ -32,19 +32,25 @@ def build_report_text(report) -> str:
         if items:
             lines.append(f"{kind} ({len(items)}):")
             lines += [f"  {c.source_id}{'  ' + c.detail if c.detail else ''}" for c in items[:80]]
+    stale = report.stale
+    if stale:
+        lines.append(f"stale ({len(stale)}): kept the last good copy of")
+        lines += [f"  {r.source.id}  {r.version or ''}  ({r.stale})" for r in stale[:80]]
     if report.timings:
         lines.append("time: " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in report.timings.items()))
     lines += [f"note: {n}" for n in report.notes]
     lines += [f"list warning: {w}" for w in report.list_warnings]
+    lines += [f"lost full text: {c.source_id} ({c.detail})" for c in report.lost]
     return "\n".join(lines)
 
 
 def build_report_json(report) -> str:
-    return json.dumps(terminal_safe_tree(to_jsonable(report)), indent=1)
+    return json.dumps(terminal_safe_tree(to_jsonable(report) | {"succeeded": report.succeeded,
+                                                                "stale": [r.source.id for r in report.stale]}), indent=1)
 
 
 def status_text(status) -> str:
-    counts = Counter(r.status for r in status.sources)
+    counts = Counter("stale" if r.stale else r.status for r in status.sources)
     model = status.model
     lines = [
         f"home:      {status.home}",
@@ -56,9 +62,12 @@ def status_text(status) -> str:
         "",
         f"{'status':<12} {'id':<34} {'version':<14} {'pages':>5} {'chunks':>6}  title / reason",
     ]
-    for r in sorted(status.sources, key=lambda r: (r.status == "ok", r.source.id)):
+    for r in sorted(status.sources, key=lambda r: (r.status == "ok" and not r.stale, r.source.id)):
+        shown = "stale" if r.stale else r.status
         tail = r.title[:60] if r.status == "ok" else f"{r.title[:30]} — {r.reason}"
-        lines.append(f"{r.status:<12} {r.source.id:<34} {(r.version or '-'):<14} {r.pages:>5} {r.chunks:>6}  {tail}")
+        if r.stale:
+            tail = f"{r.title[:30]} — last good copy kept: {r.stale}"
+        lines.append(f"{shown:<12} {r.source.id:<34} {(r.version or '-'):<14} {r.pages:>5} {r.chunks:>6}  {tail}")
     return "\n".join(lines)
 
 
@@ -118,6 +127,8 @@ def add_lines(report) -> tuple[list[str], list[str]]:
 
 def fetch_line(fetched) -> str:
     """One plain progress line per source: status, id, version or reason."""
+    if fetched.stale:
+        return f"stale        {fetched.source.id}  {fetched.version or fetched.media_type}  (kept: {fetched.stale})"
     if fetched.status == "ok":
         how = "downloaded" if fetched.downloaded else "cached"
         return f"ok           {fetched.source.id}  {fetched.version or fetched.media_type}  ({fetched.size:,} bytes, {how})"
@@ -133,6 +144,9 @@ def fetch_summary(report) -> str:
             continue
         lines.append(f"{status} ({len(items)}):")
         lines += [f"  {f.source.id:<40} {f.reason}" for f in items]
+    if report.stale:
+        lines.append(f"stale ({len(report.stale)}): kept the last good copy of")
+        lines += [f"  {f.source.id:<40} {f.stale}" for f in report.stale]
     lines.append(f"downloaded {report.downloads} files, reused {report.reused}; "
                  f"{report.metadata_requests} arXiv API requests")
     return "\n".join(lines)

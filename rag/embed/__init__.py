@@ -29,7 +29,8 @@ from rag.settings import Settings, default
 from rag.types import Chunk, Progress
 
 if TYPE_CHECKING:
-    from rag.store.home import EmbeddingCache, Home
+    from rag.store.embeddings import EmbeddingCache
+    from rag.store.home import Home
 
 class Embedder(Protocol):
     name: str  # what the user asked for ("" resolves to the bundled model's name)

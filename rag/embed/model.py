@@ -82,6 +82,18 @@ def load_tokenizer(folder: Path):
     return tokenizer
 
 
+class WordPieces:
+    """Counts word pieces with a model's own untruncated tokenizer: all the chunker needs of an encoder. It
+    pickles (tokenizers.Tokenizer does), so the worker process that chunks gets it without the encoder."""
+
+    def __init__(self, tokenizer, max_tokens: int):
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
+
+
 class HashEmbedder:
     """Deterministic fake: lowercased word pieces hashed into `dim` buckets, L2-normalized. Milliseconds."""
 
@@ -95,6 +107,9 @@ class HashEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+
+    def word_pieces(self) -> WordPieces:
+        return WordPieces(self._tokenizer, self.max_tokens)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = default("batch_size"),
                progress: bool = False) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embed.model import load_tokenizer
+from rag.embed.model import WordPieces, load_tokenizer
 from rag.errors import EmbedError
 from rag.settings import default
 from rag.store.models import OnnxExport, Quantize
@@ -72,11 +72,19 @@ class OnnxEmbedder:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.intra_op_num_threads = _cpu_count()
             options.inter_op_num_threads = 1
-            self._session_cache = ort.InferenceSession(str(self._model), options, providers=["CPUExecutionProvider"])
+            try:
+                self._session_cache = ort.InferenceSession(str(self._model), options,
+                                                           providers=["CPUExecutionProvider"])
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a damaged model file
+                raise EmbedError(f"{self._model} cannot be loaded ({type(exc).__name__}); it may be damaged: delete "
+                                 f"{self.folder} and run `rag build` to export the model again") from exc
         return self._session_cache
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._counter.encode_batch(list(texts))]
+
+    def word_pieces(self) -> WordPieces:
+        return WordPieces(self._counter, self.max_tokens)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = default("batch_size"),
                progress: bool = False) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embed.model import load_tokenizer, locate_model, recipe_fingerprint
+from rag.embed.model import WordPieces, load_tokenizer, locate_model, recipe_fingerprint
 from rag.embed.onnx import quantize_int8
 from rag.errors import EmbedError
 from rag.settings import default
@@ -48,6 +48,9 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+
+    def word_pieces(self) -> WordPieces:
+        return WordPieces(self._tokenizer, self.max_tokens)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = default("batch_size"),
                progress: bool = False) -> np.ndarray:

@@ -72,15 +72,18 @@ def _read_jsonl(path: Path) -> list[dict]:
         raise EvalError(f"{path}: missing; a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     rows = []
     with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                row["_id"] = str(row["_id"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise EvalError(f"{path}:{number}: not a JSON object with an _id ({exc})") from exc
-            rows.append(row)
+        try:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    row["_id"] = str(row["_id"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise EvalError(f"{path}:{number}: not a JSON object with an _id ({exc})") from exc
+                rows.append(row)
+        except UnicodeDecodeError as exc:
+            raise EvalError(f"{path}: not UTF-8 text; BEIR files are JSON lines") from exc
     return rows
 
 
@@ -128,8 +131,11 @@ def load_gold(path: Path) -> list[GoldQuestion]:
     path = Path(path)
     try:
         lines = path.read_text("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise EvalError(f"{path}: not UTF-8 text (byte {exc.start}); a gold file is JSON lines (see `rag eval "
+                        "--help`)") from exc
     except OSError as exc:
-        raise EvalError(f"{path}: cannot read the gold file ({exc.strerror})") from exc
+        raise EvalError(f"{path}: cannot read the gold file ({exc.strerror or exc})") from exc
     questions = [_gold_line(path, number, line) for number, line in enumerate(lines, 1)
                  if line.strip() and not line.lstrip().startswith("#")]
     if not questions:

@@ -1,6 +1,4 @@
 """arXiv metadata through the `arxiv` package: batched id_list queries, paced, retried, typed outcomes.
-
-Also the folders of local PDFs named by arXiv id (`2305.13245v3.pdf`) that can stand in for downloads.
 """
 
 from __future__ import annotations
@@ -8,13 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from xml.etree import ElementTree
 
 import arxiv
 
+from rag.fetch.guard import AddressRefused
 from rag.fetch.http import Http, HttpError, RagSession, error_for_status
-from rag.ids import parse_pdf_name, split_version
+from rag.ids import split_version
 from rag.settings import Settings
 from rag.types import FetchStatus, PaperMeta
 
@@ -30,6 +28,7 @@ class MetaOutcome:
     version: str | None = None  # 2305.13245v3
     meta: PaperMeta = field(default_factory=PaperMeta)
     reason: str = ""
+    unreachable: bool = False  # the API host could not be reached at all
 
 
 def make_client(settings: Settings, session: RagSession) -> arxiv.Client:
@@ -62,7 +61,7 @@ class ArxivMetadata:
     def __init__(self, settings: Settings, http: Http):
         self.settings = settings
         self.http = http
-        self.session = RagSession(settings.timeout, settings.user_agent)
+        self.session = RagSession(settings.timeout, settings.user_agent, http.policy)
         self.client = make_client(settings, self.session)
 
     @property
@@ -89,6 +88,8 @@ class ArxivMetadata:
     def _batch(self, ids: Sequence[str]) -> dict[str, MetaOutcome]:
         try:
             results = self._query(ids)
+        except AddressRefused as exc:  # the API URL itself is off limits (RAG_ARXIV_API_URL on a private host)
+            return {qid: MetaOutcome("failed", reason=str(exc)) for qid in ids}
         except HttpError as exc:
             if len(ids) > 1 and exc.code is not None and 400 <= exc.code < 500 and exc.code != 429:
                 # one bad id (HTTP 400) sinks the whole batch: ask for each id alone to find it
@@ -97,7 +98,7 @@ class ArxivMetadata:
                     outcomes.update(self._batch([qid]))
                 return outcomes
             status = "not_found" if exc.code in (400, 404) else "failed"
-            return {qid: MetaOutcome(status, reason=str(exc)) for qid in ids}
+            return {qid: MetaOutcome(status, reason=str(exc), unreachable=exc.host_level) for qid in ids}
         return _match(ids, results)
 
     def _query(self, ids: Sequence[str]) -> list[arxiv.Result]:
@@ -165,20 +166,3 @@ def _match(ids: Sequence[str], results: list[arxiv.Result]) -> dict[str, MetaOut
         else:
             outcomes[qid] = MetaOutcome("ok", version=result.get_short_id(), meta=paper_meta(result))
     return outcomes
-
-
-# ---- local PDFs named by arXiv id --------------------------------------------------------------------------
-
-
-def index_pdf_dirs(dirs: Iterable[Path | str]) -> dict[str, list[tuple[Path, int | None]]]:
-    """Every PDF named by an arXiv id in these folders (not recursive): id -> [(path, version)]."""
-    found: dict[str, list[tuple[Path, int | None]]] = {}
-    for folder in dirs:
-        folder = Path(folder).expanduser()
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            parsed = parse_pdf_name(path.name) if path.is_file() else None
-            if parsed:
-                found.setdefault(parsed[0], []).append((path.resolve(), parsed[1]))
-    return found

@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from rag.errors import FetchError
-from rag.fetch.arxiv import ArxivMetadata, MetaOutcome, index_pdf_dirs
+from rag.errors import FetchError, Refused
+from rag.fetch.arxiv import ArxivMetadata, MetaOutcome
 from rag.fetch.http import Http, Reply
+from rag.fetch.local import LocalFiles
 from rag.fetch.verify import local_media, sniff_page, verify_pdf
-from rag.ids import is_arxiv_id, parse_pdf_name, query_id, split_version
+from rag.ids import is_arxiv_id, query_id, split_version
 from rag.settings import Settings
-from rag.store.files import read_local_file
 from rag.store.home import Home, sha256
 from rag.types import Fetched, MediaType, PaperMeta, Source
 
@@ -61,6 +61,18 @@ class FetchReport:
     def nothing_fetched(self) -> bool:
         """True when there were sources and not one of them is available."""
         return bool(self.results) and not self.ok
+
+    @property
+    def network_down(self) -> bool:
+        """Nothing is available and every source that needed the network failed to reach its host: the
+        network is most likely down (not a bad file or a missing paper)."""
+        needing = [f for f in self.results if f.source.kind != "local"]
+        return self.nothing_fetched and bool(needing) and all(f.unreachable for f in needing)
+
+    @property
+    def stale(self) -> tuple[Fetched, ...]:
+        """Sources served from their last good copy because this run could not fetch them afresh."""
+        return tuple(f for f in self.results if f.stale)
 
 
 def fetch_sources(
@@ -104,7 +116,7 @@ class _Run:
         self.now = time.time()
         self.http = Http(settings)
         self.arxiv: ArxivMetadata | None = None
-        self._pdf_index: dict[str, list[tuple[Path, int | None]]] | None = None
+        self.local = LocalFiles(settings)
 
     @property
     def metadata_requests(self) -> int:
@@ -117,14 +129,27 @@ class _Run:
 
     # records ----------------------------------------------------------------------------------------------
     def cached(self, source: Source) -> tuple[Fetched, float] | None:
-        """The last ok record of this source whose blob is still in the store."""
+        """The last ok record of this source whose blob is still in the store, at its recorded size."""
         record = self.home.load_fetched(source.id)
         if record is None or record[0].status != "ok":
             return None
         try:
-            return record if self.home.has_blob(record[0].blob) else None
+            return record if self.home.has_blob(record[0].blob, record[0].size) else None
         except ValueError:  # a damaged record: fetch again
             return None
+
+    def stale_or(self, failed: Fetched) -> Fetched:
+        """The last good copy of a source that could not be fetched now, marked stale with the reason; else
+        the failure itself. A source never loses the text it had because a host failed once."""
+        good = self.home.load_good(failed.source.id)
+        try:
+            usable = good is not None and self.home.has_blob(good.blob, good.size)
+        except ValueError:
+            usable = False
+        if not usable:
+            return failed
+        why = failed.reason or failed.status
+        return dataclasses.replace(good, source=failed.source, downloaded=False, reason="", stale=why)
 
     def save(self, fetched: Fetched) -> Fetched:
         self.home.save_fetched(fetched, self.now)
@@ -135,17 +160,24 @@ class _Run:
 
     # dispatch ---------------------------------------------------------------------------------------------
     def fetch_one(self, source: Source, outcome: MetaOutcome | None) -> Fetched:
+        """Fetch one source; a failure falls back to its last good copy (stale), except a refusal by the
+        rules of what a list may reach, which is never served from an older copy."""
         try:
             if source.kind == "arxiv":
-                return self.fetch_arxiv(source, outcome)
-            if source.kind == "local":
-                return self.fetch_local(source)
-            return self.fetch_remote(source)
+                fetched = self.fetch_arxiv(source, outcome)
+            elif source.kind == "local":
+                fetched = self.fetch_local(source)
+            else:
+                fetched = self.fetch_remote(source)
+        except Refused as exc:
+            return Fetched(source=source, status="failed", reason=str(exc))
         except FetchError as exc:
             status = exc.status if exc.status in _STATUSES else "failed"
-            return Fetched(source=source, status=status, reason=str(exc))  # type: ignore[arg-type]
+            unreachable = exc.unreachable
+            fetched = Fetched(source=source, status=status, reason=str(exc), unreachable=unreachable)  # type: ignore[arg-type]
         except (OSError, requests.RequestException) as exc:  # disk full, permissions, an odd transport error
-            return Fetched(source=source, status="failed", reason=f"{source.id}: {type(exc).__name__}: {exc}")
+            fetched = Fetched(source=source, status="failed", reason=f"{source.id}: {type(exc).__name__}: {exc}")
+        return fetched if fetched.status == "ok" else self.stale_or(fetched)
 
     # arXiv ------------------------------------------------------------------------------------------------
     def arxiv_outcomes(self, sources: Sequence[Source]) -> dict[str, MetaOutcome]:
@@ -207,7 +239,7 @@ class _Run:
                 raise FetchError(f"{source.id}: no version known and arXiv was not asked; fetch again")
             if outcome.status == "not_found":  # remembered, so the next run within the TTL does not ask again
                 return self.save(Fetched(source=source, status="not_found", reason=f"{source.id}: {outcome.reason}"))
-            raise FetchError(f"{source.id}: {outcome.reason}", status=outcome.status)
+            raise FetchError(f"{source.id}: {outcome.reason}", status=outcome.status, unreachable=outcome.unreachable)
         return self.save(self.download_pdf(source, self.arxiv_pdf_url(target, meta), version=target, meta=meta))
 
     def arxiv_pdf_url(self, version: str, meta: PaperMeta) -> str:
@@ -227,35 +259,22 @@ class _Run:
         file named without one is accepted, as is any file when the version is unknown (offline).
         """
         want = split_version(target)[1] if (known and target) else None
-        candidates = self._local_candidates(source)
+        candidates = self.local.arxiv_copies(source)
         if want is not None:
-            candidates = [(path, v) for path, v in candidates if v in (want, None)]
+            candidates = [(path, v, named) for path, v, named in candidates if v in (want, None)]
         candidates.sort(key=lambda item: (item[1] == want and want is not None, item[1] or 0), reverse=True)
-        for path, version in candidates:
-            data = read_local_file(path)
+        for path, version, named in candidates:
             try:
+                data = self.local.read(path)
                 verify_pdf(data, str(path))
             except FetchError:
-                if source.path and path == Path(source.path).expanduser().resolve():
-                    raise  # the list named this file: say it is broken rather than silently downloading
+                if named:
+                    raise  # the list named this file: say it is broken (or refused) rather than silently downloading
                 continue
             # the version is the file name's, else the pinned one; an unnamed version is not guessed
             recorded = query_id(source.arxiv_id, version or source.arxiv_version)
             return self._stored(source, data, "pdf", version=recorded, meta=meta, downloaded=False)
         return None
-
-    def _local_candidates(self, source: Source) -> list[tuple[Path, int | None]]:
-        found = []
-        if source.path:
-            path = Path(source.path).expanduser().resolve()
-            parsed = parse_pdf_name(path.name)
-            if path.is_file():
-                found.append((path, parsed[1] if parsed and parsed[0] == source.arxiv_id else None))
-        if self.settings.pdf_dirs:
-            if self._pdf_index is None:
-                self._pdf_index = index_pdf_dirs(self.settings.pdf_dirs)
-            found.extend(self._pdf_index.get(source.arxiv_id or "", []))
-        return found
 
     # files on disk ----------------------------------------------------------------------------------------
     def fetch_local(self, source: Source) -> Fetched:
@@ -263,12 +282,7 @@ class _Run:
         if not source.path:
             raise FetchError(f"{source.id}: a local source without a path")
         path = Path(source.path).expanduser()
-        try:
-            if path.stat().st_size > self.settings.max_bytes:
-                raise FetchError(f"{path}: larger than max_bytes ({self.settings.max_bytes} bytes)")
-            data = read_local_file(path)
-        except OSError as exc:
-            raise FetchError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+        data = self.local.read(path)
         media = local_media(path, data)
         cached = self.cached(source)
         if cached and cached[0].blob == sha256(data):
@@ -307,7 +321,8 @@ class _Run:
             reply = self.http.get(source.url, timeout=self.settings.walled_timeout, retries=0)
             return self.store_reply(source, reply)
         except FetchError as exc:
-            raise FetchError(f"{source.id}: needs a login or cannot be reached ({exc})", status="unavailable") from exc
+            raise FetchError(f"{source.id}: needs a login or cannot be reached ({exc})", status="unavailable",
+                             unreachable=exc.unreachable) from exc
 
     def acl_pdf_url(self, source: Source) -> str:
         acl_id = source.acl_id or source.id.removeprefix("acl:")

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
 
 from rag.errors import FetchError
+from rag.fetch.guard import HostPolicy
 from rag.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_CAP = 60.0  # seconds: honour a server's Retry-After, but never park a whole fetch on it
+MAX_REDIRECTS = 10
 _BLOCK = 1 << 14  # a connection cut mid-block loses that block (urllib3 drops it with the error)
 
 
@@ -46,7 +48,7 @@ class HttpError(FetchError):
         retry_after: float | None = None,
         host_level: bool = False,
     ):
-        super().__init__(message, status=status)
+        super().__init__(message, status=status, unreachable=host_level)
         self.url = url
         self.code = code
         self.retryable = retryable
@@ -65,16 +67,19 @@ class Reply:
 
 
 class RagSession(requests.Session):
-    """A Session with a default timeout and a User-Agent naming this tool.
+    """A Session with a default timeout, a User-Agent naming this tool, and the host policy (rag.fetch.guard)
+    on every request and every redirect hop, which it follows itself (at most MAX_REDIRECTS).
 
     arxiv.Client calls `session.get(url, headers={"user-agent": "arxiv.py/..."})` with no timeout, so
-    both are applied here, where every request of a run passes.
+    all of this is applied here, where every request of a run passes.
     """
 
-    def __init__(self, timeout: float, user_agent: str):
+    def __init__(self, timeout: float, user_agent: str, policy: HostPolicy | None = None):
         super().__init__()
         self.timeout = timeout
         self.user_agent = user_agent
+        self.policy = policy or HostPolicy(allow_private=False)
+        self.policy.mount(self)
         self.sent = 0
         self.last_response: requests.Response | None = None
 
@@ -83,24 +88,25 @@ class RagSession(requests.Session):
             kwargs["timeout"] = self.timeout
         headers = {k: v for k, v in (kwargs.get("headers") or {}).items() if k.lower() != "user-agent"}
         kwargs["headers"] = {**headers, "User-Agent": self.user_agent}
+        follow = kwargs.pop("allow_redirects", True)
         self.sent += 1
         self.last_response = None
-        response = super().request(method, url, **kwargs)
-        self.last_response = response
-        return response
+        for _ in range(MAX_REDIRECTS + 1):
+            self.policy.check_url(url)
+            response = super().request(method, url, allow_redirects=False, **kwargs)
+            if not (follow and response.is_redirect):
+                self.last_response = response
+                return response
+            url = urljoin(response.url, response.headers["Location"])
+            if response.status_code == 303 and method != "HEAD":
+                method = "GET"
+            response.close()
+        raise requests.TooManyRedirects(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
 def host_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def check_url(url: str) -> str:
-    """Only http(s) URLs with a host are fetched (no file://, no bare paths)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise HttpError(f"{url!r}: not an http(s) URL", url=url)
-    return url
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -133,6 +139,8 @@ def error_for_status(url: str, response: requests.Response) -> HttpError | None:
 
 def classify(url: str, exc: requests.RequestException) -> HttpError:
     """Turn a requests exception into an HttpError that says whether the host itself is unreachable."""
+    if isinstance(exc, requests.TooManyRedirects):
+        return HttpError(f"{url}: more than {MAX_REDIRECTS} redirects", url=url)
     if isinstance(exc, requests.ConnectTimeout):
         return HttpError(f"{url}: connection timed out", url=url, retryable=True, host_level=True)
     if isinstance(exc, requests.ReadTimeout):
@@ -160,7 +168,8 @@ class Http:
 
     def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
-        self.session = RagSession(settings.timeout, settings.user_agent)
+        self.policy = HostPolicy(allow_private=settings.allow_private_hosts, allowed=settings.allowed_hosts)
+        self.session = RagSession(settings.timeout, settings.user_agent, self.policy)
         self.bytes_received = 0
         self._sleep = sleep
         self._down: dict[str, str] = {}
@@ -207,7 +216,7 @@ class Http:
     def get(self, url: str, *, headers: dict | None = None, timeout: float | None = None,
             retries: int | None = None) -> Reply:
         """GET a small resource into memory (capped at settings.max_bytes)."""
-        check_url(url)
+        self.policy.check_url(url)
 
         def attempt() -> Reply:
             with self.session.get(url, headers=headers, timeout=timeout, stream=True) as response:
@@ -232,7 +241,7 @@ class Http:
         Returns the bytes received now. The caller verifies the file and commits it to the store; on any
         failure the bytes stay (to resume next time) unless they are known to be unusable.
         """
-        check_url(url)
+        self.policy.check_url(url)
         before = self.bytes_received
         self.retrying(url, lambda: self._download_once(url, partial, timeout), retries=retries)
         return self.bytes_received - before

@@ -10,7 +10,7 @@
     <home>/models/<fp>/                   the ONNX export of a model, kept with the index (see rag.store.models)
     <home>/snapshots/<id>/                one complete built index (see rag.store.snapshot)
     <home>/CURRENT                        names the published snapshot; replaced atomically
-    <home>/build.lock                     held while a build runs
+    <home>/build.lock                     the write lock: held while a build, fetch or add runs
     <home>/eval/<recipe>/                 a private Home per `rag eval --beir` recipe; eval/cache/ is shared
 
 The other modules of rag.store own the formats inside a snapshot folder and a model folder; files outside
@@ -19,20 +19,24 @@ RAG_HOME that the user names are read through rag.store.files.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-import sqlite3
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from rag.errors import BuildLocked
+from rag.errors import BuildLocked, HomeUnusable
 from rag.store.codec import from_jsonable, to_jsonable
 from rag.types import Chunk, Document, Fetched
+
+if TYPE_CHECKING:
+    from rag.store.embeddings import EmbeddingCache
 
 
 def sha256(data: bytes | str) -> str:
@@ -97,11 +101,26 @@ class Home:
             raise ValueError(f"not a sha256 digest: {digest!r}")
         return self.cache / "blobs" / digest[:2] / digest
 
-    def has_blob(self, digest: str | None) -> bool:
-        return bool(digest) and self.blob_path(digest).is_file()
+    def has_blob(self, digest: str | None, size: int | None = None) -> bool:
+        """Whether the blob is there (with `size` bytes, when given: a cheap check, every build)."""
+        if not digest:
+            return False
+        try:
+            found = self.blob_path(digest).stat()
+        except OSError:
+            return False
+        return found.st_size == size if size else True
 
     def read_blob(self, digest: str) -> bytes:
-        return self.blob_path(digest).read_bytes()
+        """The bytes of a blob, checked against its name; a damaged one is removed (the next fetch replaces it)
+        and raises CacheDamaged."""
+        path = self.blob_path(digest)
+        data = path.read_bytes()
+        if sha256(data) != digest:
+            path.unlink(missing_ok=True)
+            raise CacheDamaged(f"{path}: the cached download is damaged (its content no longer matches its hash); "
+                               "removed it, `rag build` fetches it again")
+        return data
 
     def blob_head(self, digest: str, size: int = 1024) -> bytes:
         """The first `size` bytes of a cached blob (b"" when it is not in the cache): enough to tell its type."""
@@ -148,8 +167,22 @@ class Home:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def load_good(self, source_id: str) -> Fetched | None:
+        """The last ok fetch record of a source, kept when later fetches fail (what a stale source serves)."""
+        try:
+            data = json.loads(self._fetched_path(source_id).read_text("utf-8"))
+            good = data.get("good") or (data["fetched"] if data["fetched"]["status"] == "ok" else None)
+            return from_jsonable(Fetched, good) if good else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
     def save_fetched(self, fetched: Fetched, at: float) -> None:
-        payload = {"at": at, "fetched": to_jsonable(fetched)}
+        """Record the outcome of fetching a source; an ok one also becomes its last good record."""
+        good = to_jsonable(fetched) if fetched.status == "ok" and not fetched.stale else None
+        if good is None:
+            previous = self.load_good(fetched.source.id)
+            good = to_jsonable(previous) if previous is not None else None
+        payload = {"at": at, "fetched": to_jsonable(fetched), "good": good}
         atomic_write(self._fetched_path(fetched.source.id), json.dumps(payload, indent=1))
 
     def save_fetch_report(self, report: Iterable[Fetched]) -> None:
@@ -166,28 +199,33 @@ class Home:
         return self.cache / "documents" / f"{safe_key(key)}.json"
 
     def load_document(self, key: str) -> Document | None:
-        path = self._document_path(key)
+        data = _load_checked(self._document_path(key))
         try:
-            return from_jsonable(Document, json.loads(path.read_text("utf-8")))
-        except (OSError, ValueError, KeyError, TypeError):
+            return None if data is None else from_jsonable(Document, data)
+        except (ValueError, TypeError):
             return None
 
     def save_document(self, key: str, document: Document) -> None:
-        atomic_write(self._document_path(key), json.dumps(to_jsonable(document)))
+        _save_checked(self._document_path(key), to_jsonable(document))
 
     # chunks of a document, by (document key, chunker recipe) -------------------------------------------
+    def _chunks_path(self, key: str) -> Path:
+        return self.cache / "chunks" / f"{safe_key(key)}.json"
+
     def load_chunks(self, key: str) -> list[Chunk] | None:
-        path = self.cache / "chunks" / f"{safe_key(key)}.json"
+        data = _load_checked(self._chunks_path(key))
         try:
-            return [from_jsonable(Chunk, item) for item in json.loads(path.read_text("utf-8"))]
-        except (OSError, ValueError, KeyError, TypeError):
+            return None if data is None else [from_jsonable(Chunk, item) for item in data]
+        except (ValueError, TypeError):
             return None
 
     def save_chunks(self, key: str, chunks: list[Chunk]) -> None:
-        atomic_write(self.cache / "chunks" / f"{safe_key(key)}.json", json.dumps([to_jsonable(c) for c in chunks]))
+        _save_checked(self._chunks_path(key), [to_jsonable(c) for c in chunks])
 
     # embeddings ------------------------------------------------------------------------------------------
     def embedding_cache(self, fingerprint: str) -> "EmbeddingCache":
+        from rag.store.embeddings import EmbeddingCache
+
         return EmbeddingCache(self.cache / "embeddings" / f"{safe_key(fingerprint)}.sqlite")
 
     # models ----------------------------------------------------------------------------------------------
@@ -206,15 +244,17 @@ class Home:
         """Vectors shared by every eval recipe of one model: <home>/eval/cache/embeddings/."""
         return Home(self.root / "eval").embedding_cache(fingerprint)
 
-    # build lock ------------------------------------------------------------------------------------------
+    # the write lock ----------------------------------------------------------------------------------------
     @contextmanager
     def build_lock(self):
-        """Hold the build lock; a second build raises BuildLocked at once. The OS frees it if we die."""
+        """Hold the home's one write lock (build, fetch, add); a second writer raises BuildLocked at once.
+        The OS frees it if the holder dies."""
         import fcntl  # POSIX only: imported where the lock is taken, so the rest of the store imports anywhere
 
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / "build.lock"
-        handle = open(path, "a+")
+        with unusable_home(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -222,7 +262,7 @@ class Home:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
                 raise BuildLocked(
-                    f"another build is running ({holder}, lock {path}); wait for it to finish"
+                    f"another rag build/fetch is running ({holder}); wait for it to finish (lock {path})"
                 ) from exc
             handle.seek(0)
             handle.truncate()
@@ -231,6 +271,81 @@ class Home:
             yield
         finally:
             handle.close()
+
+    def clean_leftovers(self, *, part_days: float = 7.0) -> list[Path]:
+        """Remove what killed runs leave behind: half-written snapshot folders, temp files of atomic writes,
+        model exports staged over an hour ago, and partial downloads untouched for `part_days` (younger ones are
+        kept to resume).
+        Call it holding the write lock: then nothing else is writing. Returns what it removed."""
+        removed = []
+        now = time.time()
+        # `rag eval --beir` may be exporting a model beside a build (it holds its own lock): only old staging goes
+        for folder, pattern, age in ((self.snapshots, ".tmp-*", 0), (self.root / "models", ".*.tmp", 3600)):
+            for path in folder.glob(pattern) if folder.is_dir() else ():
+                if now - path.stat().st_mtime >= age:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                    removed.append(path)
+        cutoff = now - part_days * 86400
+        for path in self.cache.rglob(".*.tmp") if self.cache.is_dir() else ():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        partial = self.cache / "partial"
+        for path in partial.glob("*.part") if partial.is_dir() else ():
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".validator").unlink(missing_ok=True)
+                removed.append(path)
+        return removed
+
+
+class CacheDamaged(OSError):
+    """A cache entry whose content does not match its checksum; it has been removed and will be recomputed."""
+
+
+def _save_checked(path: Path, data) -> None:
+    """JSON behind a first line holding its sha256, so a damaged entry is detected instead of trusted."""
+    body = json.dumps(data)
+    atomic_write(path, f"{sha256(body)}\n{body}")
+
+
+def _load_checked(path: Path):
+    """What `_save_checked` wrote, or None when it is missing, unreadable or fails its checksum."""
+    try:
+        digest, _, body = path.read_text("utf-8").partition("\n")
+    except (OSError, ValueError):
+        return None
+    if sha256(body) != digest:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+@contextmanager
+def unusable_home(root: Path):
+    """Turn the OSError of a home that cannot be used (a file, read-only, full) into one HomeUnusable line."""
+    try:
+        yield
+    except OSError as exc:
+        raise HomeUnusable(describe_os_error(exc, root)) from exc
+
+
+def describe_os_error(exc: OSError, root: Path | None = None) -> str:
+    """`<file>: <what went wrong>; <what to do>` for an OSError met while writing under a home."""
+    where = exc.filename or root or "RAG_HOME"
+    hints = {
+        errno.ENOSPC: "free some disk space (or point RAG_HOME elsewhere) and run it again",
+        errno.EDQUOT: "free some disk space (or point RAG_HOME elsewhere) and run it again",
+        errno.EFBIG: "the file system refused a file this large; free space or point RAG_HOME elsewhere",
+        errno.EROFS: "RAG_HOME is on a read-only file system; point RAG_HOME at a writable folder",
+        errno.EACCES: "RAG_HOME is not writable by you; point RAG_HOME at a writable folder",
+        errno.EPERM: "RAG_HOME is not writable by you; point RAG_HOME at a writable folder",
+    }
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{where} is a file, not a folder; point RAG_HOME (or --home) at a folder"
+    hint = hints.get(exc.errno, "check RAG_HOME and run it again")
+    return f"{where}: {exc.strerror or exc}; {hint}"
 
 
 class Partial:
@@ -273,43 +388,3 @@ class Partial:
 
     def forget_validator(self) -> None:
         self.validator_path.unlink(missing_ok=True)
-
-
-class EmbeddingCache:
-    """Vectors keyed by chunk hash for one model fingerprint: an unchanged chunk is never embedded twice.
-
-    A context manager: `with home.embedding_cache(fingerprint) as cache: ...` closes the database.
-    """
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (hash TEXT PRIMARY KEY, vector BLOB NOT NULL)")
-
-    def get_many(self, hashes: list[str], dim: int) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(hashes), 500):
-            batch = hashes[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            rows = self._db.execute(f"SELECT hash, vector FROM vectors WHERE hash IN ({marks})", batch)
-            for digest, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape[0] == dim:
-                    found[digest] = vector
-        return found
-
-    def put_many(self, hashes: list[str], vectors: np.ndarray) -> None:
-        rows = [(h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in zip(hashes, vectors, strict=True)]
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> "EmbeddingCache":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -6,10 +6,13 @@
     snapshots/<id>/vectors.faiss   the approximate index, when the corpus is past the exact-search size
     snapshots/<id>/lexical/        the BM25 index (bm25s)
     snapshots/<id>/<name>.json     extras (e.g. acronyms mined at build time)
+    snapshots/<id>/.lock           held shared by readers, exclusively by pruning (rag.store.integrity)
     CURRENT                        the id of the published snapshot, replaced by rename
 
 A snapshot folder is complete before it gets its final name, and CURRENT names only complete folders, so a
-reader never sees half a snapshot and a killed build leaves the last good one serving.
+reader never sees half a snapshot and a killed build leaves the last good one serving. The manifest records
+the size and sha256 of every file; a damaged file is reported as SnapshotDamaged (one line: which file, and
+`rag build`), never as a traceback from whichever library reads it.
 """
 
 from __future__ import annotations
@@ -18,16 +21,18 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rag.errors import IndexMismatch, IndexMissing
+from rag.errors import HomeUnusable, IndexMismatch, IndexMissing, SnapshotDamaged
 from rag.store.codec import from_jsonable, to_jsonable
 from rag.store.home import Home, atomic_write
 from rag.store.index import HNSW_EF_SEARCH, DenseIndex, LexicalIndex
+from rag.store.integrity import LOCK_NAME, damage, file_facts, held_exclusively, hold_shared
 from rag.types import Chunk, SourceRecord
 
 FORMAT_VERSION = 1
@@ -42,7 +47,8 @@ def new_manifest(*, model: dict, chunker: dict, records: Sequence[SourceRecord],
         "model": model,
         "chunker": chunker,
         **sections,
-        "counts": {"sources": len(records), "ok": sum(r.status == "ok" for r in records), "chunks": chunks},
+        "counts": {"sources": len(records), "ok": sum(r.status == "ok" for r in records),
+                   "stale": sum(bool(r.stale) for r in records), "chunks": chunks},
     }
 
 
@@ -79,7 +85,9 @@ def write_snapshot(home: Home, data: SnapshotData, *, exact_max: int, keep: int,
         _write_sqlite(tmp / "chunks.sqlite", data.chunks, data.sources)
         for name, value in data.extras.items():
             (tmp / f"{name}.json").write_text(json.dumps(value), "utf-8")
-        manifest = dict(data.manifest, format=FORMAT_VERSION, id=snapshot_id, index=_index_facts(dense))
+        (tmp / LOCK_NAME).touch()
+        manifest = dict(data.manifest, format=FORMAT_VERSION, id=snapshot_id, index=_index_facts(dense),
+                        files=file_facts(tmp))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), "utf-8")
         final = home.snapshots / snapshot_id
         tmp.rename(final)
@@ -126,22 +134,43 @@ def _write_sqlite(path: Path, chunks: list[Chunk], sources: list[SourceRecord]) 
 
 
 def current_id(home: Home) -> str | None:
+    """The id CURRENT names; None before the first build. A home that is a file, or a CURRENT that is a folder,
+    is HomeUnusable; a CURRENT that is not text is SnapshotDamaged (a build replaces it)."""
+    path = home.root / "CURRENT"
     try:
-        return (home.root / "CURRENT").read_text("utf-8").strip() or None
-    except OSError:
+        text = path.read_text("utf-8").strip()
+    except FileNotFoundError:
         return None
+    except NotADirectoryError as exc:
+        raise HomeUnusable(f"RAG_HOME {home.root} is a file, not a folder; point RAG_HOME (or --home) at a "
+                           "folder") from exc
+    except IsADirectoryError as exc:
+        raise HomeUnusable(f"{path} is a folder, but it should be the file naming the published snapshot; "
+                           "remove it and run `rag build`") from exc
+    except UnicodeDecodeError as exc:
+        raise SnapshotDamaged(f"{path} is damaged (not text); run `rag build` to publish a new snapshot") from exc
+    except OSError as exc:
+        raise HomeUnusable(f"{path}: cannot read it ({exc.strerror or exc}); check RAG_HOME") from exc
+    if text and (len(text) > 64 or not all(c.isalnum() or c in "-_" for c in text)):
+        raise SnapshotDamaged(f"{path} is damaged (it names no snapshot); run `rag build` to publish a new one")
+    return text or None
 
 
 def prune(home: Home, *, keep: int) -> None:
-    """Keep the newest `keep` snapshots (the current one always); drop leftovers of killed builds."""
+    """Keep the newest `keep` snapshots (the current one always). A snapshot a reader holds open stays until a
+    later prune finds it free."""
     current = current_id(home)
     folders = sorted(p for p in home.snapshots.iterdir() if p.is_dir() and not p.name.startswith("."))
     for old in folders[: max(0, len(folders) - max(keep, 1))]:
-        if old.name != current:
-            shutil.rmtree(old, ignore_errors=True)
-    for stale in home.snapshots.glob(".tmp-*"):
-        if time.time() - stale.stat().st_mtime > 6 * 3600:  # a live build touches its folder far more often
-            shutil.rmtree(stale, ignore_errors=True)
+        if old.name == current:
+            continue
+        with held_exclusively(old) as free:
+            if free:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+class _Vanished(Exception):
+    """The snapshot folder went away between reading CURRENT and opening it (pruned): read CURRENT again."""
 
 
 class _Records(Mapping):
@@ -169,31 +198,82 @@ class Snapshot:
     """A published snapshot opened read-only: manifest, both indexes, chunk rows and source records."""
 
     def __init__(self, folder: Path):
+        """Open a snapshot folder, holding its reader lock, checking its files' sizes against the manifest.
+        Raises SnapshotDamaged (which file), IndexMismatch (another format), _Vanished (pruned meanwhile)."""
         self.folder = folder
-        self.manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+        self._release = hold_shared(folder, self)
+        self.manifest = self._read_manifest()
         if self.manifest.get("format") != FORMAT_VERSION:
             raise IndexMismatch(
                 f"{folder}: index format {self.manifest.get('format')} but this rag reads format "
                 f"{FORMAT_VERSION}; run `rag build` to rebuild it"
             )
-        self._db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1", uri=True,
-                                   check_same_thread=False)
-        rows = self._db.execute("SELECT source_id, is_references FROM chunks ORDER BY row").fetchall()
-        self.sources = _Records(self._db)
-        self.source_ids = sorted(self.sources)
-        index_of = {sid: i for i, sid in enumerate(self.source_ids)}
-        self.row_source = np.array([index_of[sid] for sid, _ in rows], dtype=np.int32)
+        problem = damage(folder, self.manifest.get("files", {}), checksums=False)
+        if problem:
+            raise self.damaged(problem)
+        try:
+            self._db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1", uri=True,
+                                       check_same_thread=False)
+            rows = self._db.execute("SELECT source_id, is_references FROM chunks ORDER BY row").fetchall()
+            self.sources = _Records(self._db)
+            self.source_ids = sorted(self.sources)
+            index_of = {sid: i for i, sid in enumerate(self.source_ids)}
+            self.row_source = np.array([index_of[sid] for sid, _ in rows], dtype=np.int32)
+        except (sqlite3.DatabaseError, KeyError) as exc:
+            raise self.damaged(f"chunks.sqlite cannot be read ({exc})") from exc
+        if len(rows) != self.manifest.get("counts", {}).get("chunks", len(rows)):
+            raise self.damaged(f"chunks.sqlite holds {len(rows)} chunks, the manifest says "
+                               f"{self.manifest['counts']['chunks']}")
         self.row_is_references = np.array([bool(ref) for _, ref in rows], dtype=bool)
         self._dense: DenseIndex | None = None
         self._lexical: LexicalIndex | None = None
         self._extras: dict[str, object] = {}
 
+    def _read_manifest(self) -> dict:
+        path = self.folder / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError as exc:
+            if not self.folder.is_dir():
+                raise _Vanished(self.folder.name) from exc
+            raise self.damaged("manifest.json is missing") from exc
+        except (OSError, ValueError) as exc:
+            raise self.damaged(f"manifest.json cannot be read ({type(exc).__name__})") from exc
+        if not isinstance(manifest, dict):
+            raise self.damaged("manifest.json is not a manifest")
+        return manifest
+
+    def damaged(self, problem: str) -> SnapshotDamaged:
+        error = SnapshotDamaged(f"snapshot {self.folder.name} is damaged: {problem}; run `rag build` to rebuild "
+                                "it from the caches")
+        error.problem = problem
+        return error
+
+    def verify(self, *, checksums: bool = True) -> None:
+        """Check every file against the manifest (sha256 with `checksums`); raises SnapshotDamaged."""
+        problem = damage(self.folder, self.manifest.get("files", {}), checksums=checksums)
+        if problem:
+            raise self.damaged(problem)
+
+    def close(self) -> None:
+        """Let go of the snapshot (its reader lock and database) before the object itself goes."""
+        if self._release is not None:
+            self._release()
+        if getattr(self, "_db", None) is not None:
+            self._db.close()
+
     @classmethod
     def open_current(cls, home: Home) -> "Snapshot":
-        snapshot_id = current_id(home)
-        if snapshot_id is None or not (home.snapshots / snapshot_id / "manifest.json").is_file():
-            raise IndexMissing(f"no index under {home.root} yet; run `rag build` first")
-        return cls(home.snapshots / snapshot_id)
+        for _ in range(3):  # a snapshot pruned between reading CURRENT and locking it: read CURRENT again
+            snapshot_id = current_id(home)
+            if snapshot_id is None:
+                raise IndexMissing(f"no index under {home.root} yet; run `rag build` first")
+            try:
+                return cls(home.snapshots / snapshot_id)
+            except _Vanished:
+                continue
+        raise SnapshotDamaged(f"{home.root / 'CURRENT'} names snapshot {snapshot_id}, which is not there; run "
+                              "`rag build` to publish a new one")
 
     @property
     def id(self) -> str:
@@ -206,21 +286,34 @@ class Snapshot:
     @property
     def dense(self) -> DenseIndex:
         if self._dense is None:
-            vectors = np.load(self.folder / "vectors.npy", mmap_mode="r")
-            if (self.folder / "vectors.faiss").exists():
-                import faiss
+            with self._reading("vectors.npy or vectors.faiss"):
+                vectors = np.load(self.folder / "vectors.npy", mmap_mode="r")
+                if vectors.ndim != 2 or vectors.shape[0] != self.size:
+                    raise ValueError(f"shape {vectors.shape} for {self.size} chunks")
+                if (self.folder / "vectors.faiss").exists():
+                    import faiss
 
-                self._dense = DenseIndex(faiss.read_index(str(self.folder / "vectors.faiss")), vectors)
-                self._dense.faiss.hnsw.efSearch = int(self.manifest["index"].get("ef_search", HNSW_EF_SEARCH))
-            else:
-                self._dense = DenseIndex.build(np.asarray(vectors), exact_max=max(len(vectors), 1))
+                    dense = DenseIndex(faiss.read_index(str(self.folder / "vectors.faiss")), vectors)
+                    dense.faiss.hnsw.efSearch = int(self.manifest["index"].get("ef_search", HNSW_EF_SEARCH))
+                else:
+                    dense = DenseIndex.build(np.asarray(vectors), exact_max=max(len(vectors), 1))
+            self._dense = dense
         return self._dense
 
     @property
     def lexical(self) -> LexicalIndex:
         if self._lexical is None:
-            self._lexical = LexicalIndex.load(self.folder / "lexical")
+            with self._reading("lexical/"):
+                self._lexical = LexicalIndex.load(self.folder / "lexical")
         return self._lexical
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """A file that fails to load (garbage where the size was right) is SnapshotDamaged, naming it."""
+        try:
+            yield
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, sqlite3.DatabaseError) as exc:
+            raise self.damaged(f"{what} cannot be read ({type(exc).__name__}: {str(exc)[:120]})") from exc
 
     def chunks(self, rows) -> list[Chunk]:
         """Chunk objects for the given rows, in that order."""
@@ -228,12 +321,13 @@ class Snapshot:
         if not rows:
             return []
         marks = ",".join("?" * len(rows))
-        found = {
-            r[0]: Chunk(source_id=r[1], ordinal=r[2], text=r[3], page_start=r[4], page_end=r[5], section=r[6],
-                        is_references=bool(r[7]), hash=r[8])
-            for r in self._db.execute(f"SELECT * FROM chunks WHERE row IN ({marks})", rows)
-        }
-        return [found[r] for r in rows]
+        with self._reading("chunks.sqlite"):
+            found = {
+                r[0]: Chunk(source_id=r[1], ordinal=r[2], text=r[3], page_start=r[4], page_end=r[5], section=r[6],
+                            is_references=bool(r[7]), hash=r[8])
+                for r in self._db.execute(f"SELECT * FROM chunks WHERE row IN ({marks})", rows)
+            }
+            return [found[r] for r in rows]
 
     def find_chunk(self, source_id: str, ordinal: int) -> Chunk | None:
         """The chunk `ordinal` of a source (what a passage id names), or None."""
@@ -242,7 +336,8 @@ class Snapshot:
         return self.chunks([row[0]])[0] if row else None
 
     def chunk_hashes(self) -> list[str]:
-        return [row[0] for row in self._db.execute("SELECT hash FROM chunks ORDER BY row")]
+        with self._reading("chunks.sqlite"):
+            return [row[0] for row in self._db.execute("SELECT hash FROM chunks ORDER BY row")]
 
     def all_chunks(self) -> list[Chunk]:
         return self.chunks(range(self.size))
@@ -251,6 +346,7 @@ class Snapshot:
         """An extra the build stored (e.g. "acronyms"), read once per snapshot; `default` when there is none."""
         if name not in self._extras:
             path = self.folder / f"{name}.json"
-            self._extras[name] = json.loads(path.read_text("utf-8")) if path.exists() else _MISSING
+            with self._reading(f"{name}.json"):
+                self._extras[name] = json.loads(path.read_text("utf-8")) if path.exists() else _MISSING
         value = self._extras[name]
         return default if value is _MISSING else value
