@@ -242,10 +242,11 @@ class Library:
     def add(self, paths: Iterable[str | Path], *, section: str = DEFAULT_SECTION, dry_run: bool = False) -> AddReport:
         """Append PDFs (or folders of them) to the reading list in its own style; papers listed already are skipped."""
         from rag.catalog.add import add_papers
+        from rag.store.files import LIST_LOCK_WAIT
 
         if dry_run:
             return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=True)
-        with self.home.build_lock():  # the home's one write lock: no build reads the list while it changes
+        with self.home.build_lock(wait=LIST_LOCK_WAIT):  # the home's write lock: no build reads the list meanwhile
             return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=False)
 
     def fetch(self, *, sources: Sequence[Source] | None = None,

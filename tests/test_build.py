@@ -146,7 +146,7 @@ def test_model_or_format_mismatch_is_refused(settings):
 def test_second_build_waits_for_nobody(settings):
     home = Home(settings.home)
     with home.build_lock():
-        with pytest.raises(BuildLocked, match="another rag build/fetch is running"):
+        with pytest.raises(BuildLocked, match="another rag build/fetch/add is running"):
             Library(settings).build()
 
 

@@ -190,7 +190,7 @@ def test_one_writer_at_a_time(built, command):
         result = subprocess.run([BIN / "rag", *command], env=env, capture_output=True, text=True, timeout=120,
                                 cwd=Path(built.list_path).parent)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == (f"error: another rag build/fetch is running (pid {os.getpid()}); wait for it "
+    assert result.stderr.strip() == (f"error: another rag build/fetch/add is running (pid {os.getpid()}); wait for it "
                                      f"to finish (lock {Path(built.home).resolve() / 'build.lock'})")
 
 

@@ -59,10 +59,11 @@ def test_the_linear_patterns_still_read_what_they_read_before():
         "- [A [nested] title](https://example.org/n) and more",
         "- <https://example.org/auto> auto",
         '- Smith, John, and Jane Doe. “Quoted “inner” Title.” 2021. https://example.org/q',
+        "- [An IPv6 host](http://[::1]:8000/page) and a bare one: http://[fe80::1]/x",
     ]))
     urls = [s.url for s in catalog.sources]
     assert urls == ["https://en.wikipedia.org/wiki/Foo_(bar)", "https://example.org/n", "https://example.org/auto",
-                    "https://example.org/q"]
+                    "https://example.org/q", "http://[::1]:8000/page", "http://[fe80::1]/x"]
     assert catalog.sources[1].title == "A [nested] title"
     assert heading_title("Title ##") == "Title" and heading_title("C#") == "C#" and heading_title("##") == ""
     assert heading_title("[Linked](https://x.org) heading") == "Linked heading"

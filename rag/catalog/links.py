@@ -31,14 +31,16 @@ SOCIAL_DOMAINS = ("reddit.com", "redd.it", "twitter.com", "x.com", "t.co")
 # Linear time on any line: a scan that starts at a `[` (or `<`) stops at the next one, so no stretch of text is
 # rescanned from every opener (a 100 KB line of `[` or `<http://a` once took minutes); the quantifiers are
 # possessive, so a failed match never backtracks into them. Link text may hold one level of balanced brackets, a
-# bare href one level of balanced parentheses (`https://en.wikipedia.org/wiki/Foo_(bar)`).
+# bare href one level of balanced parentheses (`https://en.wikipedia.org/wiki/Foo_(bar)`) and an IPv6 host in
+# brackets (`http://[::1]:8000/`).
 _LINK_RE = re.compile(
     r"\[(?P<text>(?:[^\[\]\n]|\[[^\[\]\n]*+\])*+)\]"
-    r"\(\s*+(?:<(?P<angle>[^<>\n]*+)>|(?P<href>(?:[^()\[\]\s]|\([^()\[\]\s]*+\))*+))"
+    r"\(\s*+(?:<(?P<angle>[^<>\n]*+)>|(?P<href>(?:[^()\[\]\s]|\([^()\[\]\s]*+\)|\[[0-9A-Fa-f:.]++\])*+))"
     r"(?:\s++(?:\"[^\"\n\[\]]*+\"|'[^'\n\[\]]*+'))?\s*+\)"
 )
 _AUTOLINK_RE = re.compile(r"<(?P<url>(?:https?|file)://[^<>\s]++)>", re.IGNORECASE)
-_BARE_URL_RE = re.compile(r"(?:https?|file)://[^\s<>\"'`\[\]()]+", re.IGNORECASE)
+_BARE_URL_RE = re.compile(r"(?:https?|file)://(?:\[[0-9A-Fa-f:.]++\][^\s<>\"'`\[\]()]*|[^\s<>\"'`\[\]()]+)",
+                          re.IGNORECASE)
 _BARE_ARXIV_RE = re.compile(rf"\barxiv\s*:\s*{ARXIV_ID}(?!\d)", re.IGNORECASE)
 _SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _TRAILING = ".,;:!?*_~”’»'\""

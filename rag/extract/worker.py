@@ -30,6 +30,7 @@ from pathlib import Path
 from rag.errors import ExtractError
 from rag.extract.chunk import TokenCounter, chunk_document
 from rag.extract.extract import extract
+from rag.extract.repair import english_counts
 from rag.store.files import address_space_bytes
 from rag.store.home import Home
 from rag.types import Chunk, Document, Fetched
@@ -106,7 +107,9 @@ def _serve(tasks: int, results: int, memory_mb: int) -> None:
     """The worker's loop: the token counter first, then one Task after another until the build closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle; it then closes the pipe
     counter = _receive(tasks)
-    # What the worker has mapped already (interpreter, numpy, pypdf, lxml, the tokenizer: ~250 MB) plus the budget
+    english_counts()  # the text repair's word table, shared by every document: loaded before the cap, not in it
+    # What the worker has mapped already (interpreter, numpy, pypdf, lxml, the tokenizer, the word table) plus the
+    # budget
     limit = (address_space_bytes() or 0) + memory_mb * 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))

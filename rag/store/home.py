@@ -246,24 +246,31 @@ class Home:
 
     # the write lock ----------------------------------------------------------------------------------------
     @contextmanager
-    def build_lock(self):
-        """Hold the home's one write lock (build, fetch, add); a second writer raises BuildLocked at once.
-        The OS frees it if the holder dies."""
+    def build_lock(self, wait: float = 0.0):
+        """Hold the home's one write lock (build, fetch, add). A second writer raises BuildLocked at once, or after
+        `wait` seconds of trying (`rag add`: a quick edit that should queue behind another add, not fail). The OS
+        frees it if the holder dies."""
         import fcntl  # POSIX only: imported where the lock is taken, so the rest of the store imports anywhere
 
         path = self.root / "build.lock"
         with unusable_home(self.root):
             self.root.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+")
+        deadline = time.monotonic() + wait
         try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise BuildLocked(
-                    f"another rag build/fetch is running ({holder}); wait for it to finish (lock {path})"
-                ) from exc
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError as exc:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise BuildLocked(
+                        f"another rag build/fetch/add is running ({holder}); wait for it to finish (lock {path})"
+                    ) from exc
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()}")
