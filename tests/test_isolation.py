@@ -55,7 +55,8 @@ def test_a_source_past_the_time_limit_is_stopped_and_the_build_goes_on(tmp_path)
 def test_a_source_over_the_memory_cap_fails_alone(tmp_path):
     # 60 MB inflate at once from a 90 KB file: past a 40 MB budget before any parsing starts
     report, records = build(tmp_path, {"bomb.pdf": raw_pdf([huge_stream()])}, extract_memory_mb=40)
-    assert records["bomb.pdf"].status == "failed" and "MemoryError" in records["bomb.pdf"].reason
+    reason = records["bomb.pdf"].reason
+    assert records["bomb.pdf"].status == "failed" and "MemoryError" in reason and "RAG_EXTRACT_MEMORY_MB" in reason
     assert records["first.pdf"].status == records["last.pdf"].status == "ok"
     assert report.succeeded
 

@@ -183,6 +183,9 @@ def _page_texts(raw: bytes, source_id: str) -> tuple[list[str], bool, list[str]]
         if not text.strip():
             has_images = has_images or _has_images(page)
     if failures and len(failures) == len(pages):
+        if all("MemoryError" in failure for failure in failures):  # a decompression bomb, or a huge real page
+            raise ExtractError(f"{source_id}: no page could be read within the memory extraction may use "
+                               f"({failures[0]}); raise RAG_EXTRACT_MEMORY_MB to read it")
         raise ExtractError(f"{source_id}: corrupt PDF, no page could be read ({failures[0]}); re-fetch it")
     return texts, has_images, failures
 
