@@ -98,7 +98,9 @@ class Settings(BaseSettings):
 
     # Embedding
     model: str = Field("", description="sentence-transformers model name or path; empty: bundled all-MiniLM-L6-v2.")
-    batch_size: int = Field(64, description="Texts per encoder batch.")
+    # 16: the same encoder speed as 64 (within 5%, 240 real chunks) at a third of the memory: onnxruntime's
+    # activations for 64 x 256 word pieces hold ~1.5 GB, for 16 x 256 ~0.35 GB (scripts/bench.py --only memory).
+    batch_size: int = Field(16, description="Texts per encoder batch.")
     quantize: Literal["none", "int8"] = Field("none", description="Quantize the ONNX encoder (int8 is ~2x faster).")
     onnx: bool = Field(True, description="Answer queries with the ONNX export of the model (no torch at query time).")
 

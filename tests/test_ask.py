@@ -185,3 +185,36 @@ def test_missing_local_file_is_reported_and_the_rest_builds(built, tmp_path):
     assert "missing-paper.pdf" in result.output and "failed" in result.output
     status = Library.open(home=home).status()
     assert sum(r.status == "ok" for r in status.sources) == 3
+
+
+def test_build_never_imports_torch_and_reuses_its_export(tmp_path):
+    """The one-time ONNX export runs in a child process: the build process itself never maps torch (its
+    libraries would stay resident, ~0.5 GB), and a build whose export exists starts no export at all."""
+    from conftest import shared_path
+
+    home, reading = tmp_path / "home", tmp_path / "list.md"
+    (tmp_path / "papers").mkdir()
+    papers = ["2305.03393v1-pg9.pdf", "papermage.pdf"]
+    for name in papers:
+        shutil.copy(shared_path("pdfs") / name, tmp_path / "papers" / name)
+    code = (
+        "import json, sys\nfrom rag.library import Library\n"
+        "library = Library.open(home=sys.argv[1], list_path=sys.argv[2], offline=True)\n"
+        "report = library.build()\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)\n"
+        "print(json.dumps({'heavy': heavy, 'embedded': report.embedded, 'published': report.published}))"
+    )
+    runs = []
+    for paper in papers:  # the first build exports the model; the second has a new paper to embed
+        with reading.open("a", encoding="utf-8") as handle:
+            handle.write(f"- [{paper}](papers/{paper})\n")
+        run = subprocess.run([sys.executable, "-c", code, str(home), str(reading)], capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr
+        runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        if len(runs) == 1:
+            (model_dir,) = (home / "models").iterdir()
+            exported = (model_dir / "model.onnx").stat().st_mtime_ns
+    assert [r["heavy"] for r in runs] == [[], []]
+    assert all(r["published"] and r["embedded"] > 0 for r in runs)
+    assert (model_dir / "model.onnx").stat().st_mtime_ns == exported

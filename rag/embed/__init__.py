@@ -23,7 +23,7 @@ import numpy as np
 
 from rag.embed.model import BUNDLED_NAME, HASH_MODEL, HashEmbedder, locate_model, recipe_fingerprint
 from rag.embed.onnx import OnnxEmbedder, export_ready
-from rag.embed.torch import SentenceTransformerEmbedder, export_onnx
+from rag.embed.torch import SentenceTransformerEmbedder, export_in_child
 from rag.errors import EmbedError, IndexMismatch, SettingsError
 from rag.settings import Settings, default
 from rag.types import Chunk, Progress
@@ -114,7 +114,8 @@ def keep_caches_in(home: Home) -> None:
 def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedder:
     """The encoder `settings` name, for building an index or for asking it.
 
-    build: makes sure the model's ONNX export exists in `home.model_dir(fingerprint)` (once per model), then
+    build: makes sure the model's ONNX export exists in `home.model_dir(fingerprint)` (once per model, in a child
+    process, so the build itself never imports torch), then
     encodes with it (int8 when `settings.quantize == "int8"`); with `settings.onnx` off, with torch.
     query: the ONNX export when there is one, else sentence-transformers with a `TorchFallbackWarning`.
     """
@@ -137,7 +138,7 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
     if not settings.onnx:
         return SentenceTransformerEmbedder(settings.model)
     if not export_ready(export_dir, settings.quantize):
-        export_onnx(SentenceTransformerEmbedder(settings.model), export_dir, quantize=settings.quantize)
+        export_in_child(settings.model, export_dir, quantize=settings.quantize)  # torch stays out of this process
     # Measured on the 2-core dev machine (scripts/bench.py --only embed): the fp32 ONNX export encodes as fast as
     # torch (7.0 vs 7.2 chunks/s) with the same vectors (cosine 1.0000), so building encodes with it too: a
     # rebuild then never imports torch, and index and query vectors come from one encoder.
