@@ -24,7 +24,7 @@ import numpy as np
 from rag.embed.model import BUNDLED_NAME, HASH_MODEL, HashEmbedder, locate_model, recipe_fingerprint
 from rag.embed.onnx import OnnxEmbedder, export_ready
 from rag.embed.torch import SentenceTransformerEmbedder, export_in_child
-from rag.errors import EmbedError, IndexMismatch, SettingsError
+from rag.errors import EmbedError, IndexMismatch
 from rag.settings import Settings, default
 from rag.types import Chunk, Progress
 
@@ -116,7 +116,7 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
 
     build: makes sure the model's ONNX export exists in `home.model_dir(fingerprint)` (once per model, in a child
     process, so the build itself never imports torch), then
-    encodes with it (int8 when `settings.quantize == "int8"`); with `settings.onnx` off, with torch.
+    encodes with it (int8 unless `settings.quantize == "none"`); with `settings.onnx` off, with torch (fp32).
     query: the ONNX export when there is one, else sentence-transformers with a `TorchFallbackWarning`.
     """
     if settings.model in REGISTRY:
@@ -124,12 +124,11 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
     keep_caches_in(home)
     _, folder = locate_model(settings.model)
     export_dir = home.model_dir(recipe_fingerprint(folder))
-    if settings.quantize == "int8" and not settings.onnx:
-        raise SettingsError("RAG_QUANTIZE=int8 quantizes the ONNX encoder; it needs RAG_ONNX=true")
+    quantize = settings.quantize if settings.onnx else "none"  # quantizing is the ONNX encoder's; torch is fp32
     if purpose == "query":
-        if settings.onnx and export_ready(export_dir, settings.quantize):
-            return OnnxEmbedder(export_dir, quantize=settings.quantize)
-        if settings.quantize == "int8":
+        if settings.onnx and export_ready(export_dir, quantize):
+            return OnnxEmbedder(export_dir, quantize=quantize)
+        if quantize == "int8":
             model = settings.model or BUNDLED_NAME
             raise EmbedError(f"no int8 ONNX export of {model} in {export_dir}; run `rag build` with RAG_QUANTIZE=int8")
         if settings.onnx:
@@ -137,12 +136,12 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
         return SentenceTransformerEmbedder(settings.model)
     if not settings.onnx:
         return SentenceTransformerEmbedder(settings.model)
-    if not export_ready(export_dir, settings.quantize):
-        export_in_child(settings.model, export_dir, quantize=settings.quantize)  # torch stays out of this process
+    if not export_ready(export_dir, quantize):
+        export_in_child(settings.model, export_dir, quantize=quantize)  # torch stays out of this process
     # Measured on the 2-core dev machine (scripts/bench.py --only embed): the fp32 ONNX export encodes as fast as
     # torch (7.0 vs 7.2 chunks/s) with the same vectors (cosine 1.0000), so building encodes with it too: a
     # rebuild then never imports torch, and index and query vectors come from one encoder.
-    return OnnxEmbedder(export_dir, quantize=settings.quantize)
+    return OnnxEmbedder(export_dir, quantize=quantize)
 
 
 def query_embedder_for(info: ModelInfo | dict, home: Home, *, onnx: bool) -> Embedder:
