@@ -296,7 +296,7 @@ class Snapshot:
                     dense = DenseIndex(faiss.read_index(str(self.folder / "vectors.faiss")), vectors)
                     dense.faiss.hnsw.efSearch = int(self.manifest["index"].get("ef_search", HNSW_EF_SEARCH))
                 else:
-                    dense = DenseIndex.build(np.asarray(vectors), exact_max=max(len(vectors), 1))
+                    dense = DenseIndex.exact(vectors)
             self._dense = dense
         return self._dense
 
