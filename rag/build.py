@@ -31,6 +31,9 @@ from rag.store.home import Home, describe_os_error
 from rag.store.snapshot import Snapshot, SnapshotData, current_id, new_manifest, write_snapshot
 from rag.types import Chunk, Fetched, Progress, Source, SourceRecord
 
+# What gets a dense vector (rag.embed.StreamingEncoder): reference-list chunks do not (BM25 finds them).
+DENSE_RECIPE = {"references": "lexical only"}
+
 Gate = Callable[[Snapshot], None]  # run on the complete new snapshot before it is published; raises to refuse it
 
 
@@ -277,6 +280,7 @@ def _manifest(settings: Settings, embedder: Embedder, records: list[SourceRecord
         chunker=chunk_recipe(settings.chunk_tokens or embedder.max_tokens, settings.chunk_overlap),
         records=records, chunks=n_chunks,
         extractor={"version": EXTRACTOR_VERSION},
+        dense=DENSE_RECIPE,
         list=str(settings.list_path),
         sources={r.source.id: {"status": r.status, "reason": r.reason, "version": r.version, "pages": r.pages,
                                "chunks": r.chunks, "stale": r.stale} for r in records},
@@ -304,7 +308,7 @@ def _previous(home: Home) -> tuple[Snapshot | None, tuple[str, ...]]:
 
 
 def _same_content(previous: Snapshot, manifest: dict, chunks: list[Chunk]) -> bool:
-    keys = ("model", "chunker", "extractor")
+    keys = ("model", "chunker", "extractor", "dense")
     if any(previous.manifest.get(k) != manifest.get(k) for k in keys):
         return False
 
