@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     quantize: Literal["none", "int8"] = Field(
         "int8", description="ONNX encoder weights: int8 (per channel, ~1.8x faster) or none (fp32); torch is fp32."
     )
+    # The answer's sentences segmented and encoded once at build time, so `ask` reads their vectors instead of
+    # running pysbd and the encoder on every question (warm Library.ask with the answer: README, Speed).
+    sentence_vectors: bool = Field(True, description="Store the answer's sentence vectors in the snapshot.")
     onnx: bool = Field(True, description="Answer queries with the ONNX export of the model (no torch at query time).")
 
     # Index. Below 50,000 vectors exact inner-product search answers in a few ms (measured: ~1,100 queries/s at 10k,

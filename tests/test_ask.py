@@ -41,7 +41,7 @@ def built(tmp_path_factory):
     reading = root / "list.md"
     reading.write_text("# Reading\n", "utf-8")
     home = root / "home"
-    env = {**os.environ, "RAG_HOME": str(home), "RAG_OFFLINE": "true"}
+    env = {**os.environ, "RAG_HOME": str(home), "RAG_OFFLINE": "true", "RAG_SENTENCE_VECTORS": "true"}
     for section, names in (("Reading tools", TOOLS), ("Writing", WRITING)):
         run = subprocess.run([BIN / "rag", "add", *[papers / n for n in names], "--list", reading, "--section", section],
                              env=env, capture_output=True, text=True, timeout=120)
@@ -122,7 +122,7 @@ def test_per_paper_cap_filters_and_references(built):
     is_refs = snapshot.row_is_references
     assert is_refs.any() and not np.abs(vectors[is_refs]).any()
     np.testing.assert_allclose(np.linalg.norm(vectors[~is_refs], axis=1), 1.0, atol=1e-5)
-    assert snapshot.manifest["dense"] == {"references": "lexical only"}
+    assert snapshot.manifest["dense"] == {"references": "lexical only", "sentences": True}
 
 
 def test_comparison_returns_both_sides(built):
@@ -226,3 +226,36 @@ def test_build_never_imports_torch_and_reuses_its_export(tmp_path):
     assert [r["heavy"] for r in runs] == [[], []]
     assert all(r["published"] and r["embedded"] > 0 for r in runs)
     assert (model_dir / "model.onnx").stat().st_mtime_ns == exported
+
+
+def test_the_answer_reads_the_sentences_the_build_stored(built):
+    """The build stores each body chunk's answer sentences (spans) and their vectors (float16), covered by the
+    manifest's checksums; the answer reads them instead of segmenting and encoding, and picks the same sentences."""
+    from rag.answer.extractive import answer_sentences, extractive_summary
+    from rag.library import _sentence_bank
+    from rag.retrieve.search import Filters, passages, retrieve
+
+    home, _, _ = built
+    library = Library.open(home=home)
+    snapshot = library.snapshot()
+    assert {"sentences.npy", "sentence_spans.npy"} <= set(snapshot.manifest["files"])
+    embedder = library.embedder(snapshot)
+    for question in ("how are citations highlighted", "what does the toolkit's data model look like",
+                     "table structure recognition with optimized table tokenization"):
+        found = retrieve(snapshot, embedder, question, library.settings, k=5, per_paper=2, filters=Filters())
+        cited = passages(snapshot, found)
+        bank = _sentence_bank(snapshot, found, cited)
+        for passage in cited:
+            assert bank.sentences[passage.id] == tuple(answer_sentences(passage.text, passage.chunk.section))
+        texts = list(bank.vectors)
+        now = embedder.encode(texts)
+        stored = np.stack([bank.vectors[t] for t in texts])
+        assert (now * stored).sum(axis=1).min() >= 0.999  # float16 storage, same encoder
+        fresh = extractive_summary(question, cited, embedder, query_vector=found.query_vector)
+        assert library.ask(question, k=5, per_paper=2).summary == fresh
+    # a cold ask with the answer over an exact snapshot: no pysbd (the sentences are stored), no faiss (numpy)
+    code = ("import sys; from rag.library import Library\n"
+            f"answer = Library.open(home={str(home)!r}).ask('how are citations highlighted')\n"
+            "print(bool(answer.summary.sentences), sorted(m for m in ('faiss', 'pysbd', 'torch') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.stdout.split() == ["True", "[]"], run.stderr

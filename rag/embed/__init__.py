@@ -206,22 +206,30 @@ class StreamingEncoder:
         # alone, which is how a bibliography is searched anyway (authors, titles, venues).
         for chunk in (c for c in new if c.is_references):
             self.vectors[chunk.hash] = np.zeros(self.embedder.dim, np.float32)
-        new = [c for c in new if not c.is_references]
-        self.vectors.update(self.cache.get_many([c.hash for c in new], self.embedder.dim))
-        for chunk in new:
-            if chunk.hash not in self.vectors:
-                self.pending[chunk.hash] = chunk.text
+        self.add_texts({c.hash: c.text for c in new if not c.is_references})
+
+    def add_texts(self, texts: dict[str, str]) -> None:
+        """Texts to encode, keyed by a hash of what decides their vector (the cache's key)."""
+        texts = {key: text for key, text in texts.items() if key not in self.vectors and key not in self.pending}
+        self.vectors.update(self.cache.get_many(list(texts), self.embedder.dim))
+        for key, text in texts.items():
+            if key not in self.vectors:
+                self.pending[key] = text
                 self.seen_missing += 1
         while len(self.pending) >= self.group:
             self._encode(list(self.pending)[: self.group])
 
     def finish(self, chunks: list[Chunk]) -> np.ndarray:
         """The vectors of `chunks`, in order, once everything pending is encoded."""
+        return self.finish_keys([c.hash for c in chunks])
+
+    def finish_keys(self, keys: list[str]) -> np.ndarray:
+        """The vectors of `keys` (as given to `add_texts`), in order, once everything pending is encoded."""
         while self.pending:
             self._encode(list(self.pending)[: self.group])
-        if not chunks:
+        if not keys:
             return np.zeros((0, self.embedder.dim), np.float32)
-        return np.stack([self.vectors[c.hash] for c in chunks]).astype(np.float32)
+        return np.stack([self.vectors[key] for key in keys]).astype(np.float32)
 
     def _encode(self, hashes: list[str]) -> None:
         start = time.perf_counter()
