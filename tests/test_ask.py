@@ -250,9 +250,12 @@ def test_the_answer_reads_the_sentences_the_build_stored(built):
         texts = list(bank.vectors)
         now = embedder.encode(texts)
         stored = np.stack([bank.vectors[t] for t in texts])
-        assert (now * stored).sum(axis=1).min() >= 0.999  # float16 storage, same encoder
-        fresh = extractive_summary(question, cited, embedder, query_vector=found.query_vector)
-        assert library.ask(question, k=5, per_paper=2).summary == fresh
+        # float16 storage of the same encoder's vectors; int8's dynamic quantization scales activations per
+        # batch, so a sentence encoded in another batch differs a little anyway (cosine 0.98-0.99, measured)
+        assert (now * stored).sum(axis=1).min() >= 0.97
+        from_bank = extractive_summary(question, cited, embedder, query_vector=found.query_vector, bank=bank)
+        assert library.ask(question, k=5, per_paper=2).summary == from_bank
+        assert {s.text.rstrip(".") for s in from_bank.sentences} <= {t.rstrip(".") for t in bank.vectors}
     # a cold ask with the answer over an exact snapshot: no pysbd (the sentences are stored), no faiss (numpy)
     code = ("import sys; from rag.library import Library\n"
             f"answer = Library.open(home={str(home)!r}).ask('how are citations highlighted')\n"
