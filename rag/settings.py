@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     # activations for 64 x 256 word pieces hold ~1.5 GB, for 16 x 256 ~0.35 GB (scripts/bench.py --only memory).
     batch_size: int = Field(16, description="Texts per encoder batch.")
     # int8 by default: ~1.8x the encoder's throughput, and quality holds on the project's own evaluation
-    # (gold page@5 0.883 vs 0.891 fp32 on the 25-paper gold index; SciFact test nDCG@10 within 0.005: README, Speed).
+    # (gold page@5 0.883 vs 0.891 fp32 on the 25-paper gold index; SciFact test nDCG@10 0.734 vs 0.733: README, Speed).
     quantize: Literal["none", "int8"] = Field(
         "int8", description="ONNX encoder weights: int8 (per channel, ~1.8x faster) or none (fp32); torch is fp32."
     )
