@@ -34,9 +34,6 @@ from rag.store.snapshot import Snapshot, SnapshotData, current_id, new_manifest,
 from rag.text import normalize_space
 from rag.types import Chunk, Fetched, Progress, Source, SourceRecord
 
-# What gets a dense vector (rag.embed.StreamingEncoder): reference-list chunks do not (BM25 finds them); the
-# manifest adds whether the answer's sentences have theirs (RAG_SENTENCE_VECTORS).
-DENSE_RECIPE = {"references": "lexical only"}
 
 Gate = Callable[[Snapshot], None]  # run on the complete new snapshot before it is published; raises to refuse it
 
@@ -313,7 +310,7 @@ def _manifest(settings: Settings, embedder: Embedder, records: list[SourceRecord
         chunker=chunk_recipe(settings.chunk_tokens or embedder.max_tokens, settings.chunk_overlap),
         records=records, chunks=n_chunks,
         extractor={"version": EXTRACTOR_VERSION},
-        dense=DENSE_RECIPE | {"sentences": settings.sentence_vectors},
+        dense={"sentences": settings.sentence_vectors},  # whether the answer's sentences have stored vectors
         list=str(settings.list_path),
         sources={r.source.id: {"status": r.status, "reason": r.reason, "version": r.version, "pages": r.pages,
                                "chunks": r.chunks, "stale": r.stale} for r in records},
