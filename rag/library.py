@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.answer.extractive import extractive_summary
+from rag.answer.extractive import SentenceBank, extractive_summary
 from rag.answer.llm import answer_with_fallback
 from rag.catalog import DEFAULT_SECTION
 from rag.embed import Embedder, query_embedder_for
@@ -29,6 +29,7 @@ from rag.retrieve.search import Filters, passages, retrieve
 from rag.settings import Settings
 from rag.store.home import Home, document_key
 from rag.store.snapshot import Snapshot, current_id
+from rag.text import normalize_space
 from rag.types import Answer, Fetched, Passage, Progress, Sentence, Source, SourceRecord
 
 # The stages behind build, fetch, add and eval load with the method that runs them, so that `ask` imports none of
@@ -163,7 +164,8 @@ class Library:
                 query_vector=found.query_vector))
         elif summary and cited:
             answer = replace(answer, summary=extractive_summary(
-                question, cited, embedder, sides=answer.sides, query_vector=found.query_vector))
+                question, cited, embedder, sides=answer.sides, query_vector=found.query_vector,
+                bank=_sentence_bank(snapshot, found, cited)))
         return answer
 
     def _note_stub_index(self, snapshot: Snapshot) -> None:
@@ -361,3 +363,18 @@ def _tuple(value) -> tuple[str, ...]:
     if value is None:
         return ()
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _sentence_bank(snapshot: Snapshot, found, cited) -> SentenceBank | None:
+    """The cited passages' sentences and vectors as the build stored them (None when it stored none)."""
+    stored = snapshot.sentences([hit.row for hit in found.hits])
+    if stored is None:
+        return None
+    sentences, vectors = {}, {}
+    for hit, passage in zip(found.hits, cited, strict=True):
+        spans, rows = stored.get(hit.row, ([], ()))  # a body chunk without a row here has no answer sentence
+        normalized = normalize_space(passage.text)
+        texts = tuple(normalized[start:end] for start, end in spans)
+        sentences[passage.id] = texts
+        vectors.update(zip(texts, rows))
+    return SentenceBank(sentences, vectors)

@@ -104,9 +104,11 @@ from bench_build import bench_build  # noqa: E402
 from bench_faiss import bench_faiss  # noqa: E402
 from bench_reliability import bench_isolation  # noqa: E402
 from bench_serve import bench_serve  # noqa: E402
+from bench_speed import bench_answer, bench_memory, bench_quantize  # noqa: E402
 
 SECTIONS.update({"ask": bench_ask, "build": bench_build, "faiss": bench_faiss, "isolation": bench_isolation,
-                 "serve": bench_serve})
+                 "serve": bench_serve, "quantize": bench_quantize, "memory": bench_memory,
+                 "answer": bench_answer})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-rounds", type=int, default=2, help="Full builds (each in a fresh home) of the build section.")
     parser.add_argument("--hnsw-budget", type=float, default=150.0,
                         help="faiss section: seconds an HNSW build may take before it is stopped and extrapolated (0: no limit).")
+    parser.add_argument("--answer-home", help="answer section: the built home to ask (default: RAG_HOME).")
     args = parser.parse_args(argv)
     for name in args.only or list(SECTIONS):
         print(f"== {name}")

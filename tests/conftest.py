@@ -21,6 +21,9 @@ def rag_home(tmp_path, monkeypatch) -> Path:
     for name in list(os.environ):
         if name.startswith("RAG_") and name not in {"RAG_HOME", "RAG_SHARED"}:
             monkeypatch.delenv(name)
+    # Segmenting every chunk at build time (pysbd) would cost most builds in the suite seconds each; the tests
+    # that check the stored sentences (test_ask, test_answer) turn it back on.
+    monkeypatch.setenv("RAG_SENTENCE_VECTORS", "false")
     return home
 
 

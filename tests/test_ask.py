@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -40,7 +41,7 @@ def built(tmp_path_factory):
     reading = root / "list.md"
     reading.write_text("# Reading\n", "utf-8")
     home = root / "home"
-    env = {**os.environ, "RAG_HOME": str(home), "RAG_OFFLINE": "true"}
+    env = {**os.environ, "RAG_HOME": str(home), "RAG_OFFLINE": "true", "RAG_SENTENCE_VECTORS": "true"}
     for section, names in (("Reading tools", TOOLS), ("Writing", WRITING)):
         run = subprocess.run([BIN / "rag", "add", *[papers / n for n in names], "--list", reading, "--section", section],
                              env=env, capture_output=True, text=True, timeout=120)
@@ -115,6 +116,7 @@ def test_per_paper_cap_filters_and_references(built):
     refs = library.ask("Proceedings of the ACM CHI Conference", k=8, per_paper=8, include_references=True,
                        summary=None)
     assert any(p.chunk.is_references for p in refs.passages)
+    assert library.snapshot().manifest["dense"] == {"sentences": True}
 
 
 def test_comparison_returns_both_sides(built):
@@ -185,3 +187,72 @@ def test_missing_local_file_is_reported_and_the_rest_builds(built, tmp_path):
     assert "missing-paper.pdf" in result.output and "failed" in result.output
     status = Library.open(home=home).status()
     assert sum(r.status == "ok" for r in status.sources) == 3
+
+
+def test_build_never_imports_torch_and_reuses_its_export(tmp_path):
+    """The one-time ONNX export runs in a child process: the build process itself never maps torch (its
+    libraries would stay resident, ~0.5 GB), and a build whose export exists starts no export at all."""
+    from conftest import shared_path
+
+    home, reading = tmp_path / "home", tmp_path / "list.md"
+    (tmp_path / "papers").mkdir()
+    papers = ["2305.03393v1-pg9.pdf", "papermage.pdf"]
+    for name in papers:
+        shutil.copy(shared_path("pdfs") / name, tmp_path / "papers" / name)
+    code = (
+        "import json, sys\nfrom rag.library import Library\n"
+        "library = Library.open(home=sys.argv[1], list_path=sys.argv[2], offline=True)\n"
+        "report = library.build()\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)\n"
+        "print(json.dumps({'heavy': heavy, 'embedded': report.embedded, 'published': report.published}))"
+    )
+    runs = []
+    for paper in papers:  # the first build exports the model; the second has a new paper to embed
+        with reading.open("a", encoding="utf-8") as handle:
+            handle.write(f"- [{paper}](papers/{paper})\n")
+        run = subprocess.run([sys.executable, "-c", code, str(home), str(reading)], capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr
+        runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        if len(runs) == 1:
+            (model_dir,) = (home / "models").iterdir()
+            exported = (model_dir / "model.onnx").stat().st_mtime_ns
+    assert [r["heavy"] for r in runs] == [[], []]
+    assert all(r["published"] and r["embedded"] > 0 for r in runs)
+    assert (model_dir / "model.onnx").stat().st_mtime_ns == exported
+
+
+def test_the_answer_reads_the_sentences_the_build_stored(built):
+    """The build stores each body chunk's answer sentences (spans) and their vectors (float16), covered by the
+    manifest's checksums; the answer reads them instead of segmenting and encoding, and picks the same sentences."""
+    from rag.answer.extractive import answer_sentences, extractive_summary
+    from rag.library import _sentence_bank
+    from rag.retrieve.search import Filters, passages, retrieve
+
+    home, _, _ = built
+    library = Library.open(home=home)
+    snapshot = library.snapshot()
+    assert {"sentences.npy", "sentence_spans.npy"} <= set(snapshot.manifest["files"])
+    embedder = library.embedder(snapshot)
+    for question in ("how are citations highlighted", "what does the toolkit's data model look like",
+                     "table structure recognition with optimized table tokenization"):
+        found = retrieve(snapshot, embedder, question, library.settings, k=5, per_paper=2, filters=Filters())
+        cited = passages(snapshot, found)
+        bank = _sentence_bank(snapshot, found, cited)
+        for passage in cited:
+            assert bank.sentences[passage.id] == tuple(answer_sentences(passage.text, passage.chunk.section))
+        texts = list(bank.vectors)
+        now = embedder.encode(texts)
+        stored = np.stack([bank.vectors[t] for t in texts])
+        # float16 storage of the same encoder's vectors; int8's dynamic quantization scales activations per
+        # batch, so a sentence encoded in another batch differs a little anyway (cosine 0.98-0.99, measured)
+        assert (now * stored).sum(axis=1).min() >= 0.97
+        from_bank = extractive_summary(question, cited, embedder, query_vector=found.query_vector, bank=bank)
+        assert library.ask(question, k=5, per_paper=2).summary == from_bank
+        assert {s.text.rstrip(".") for s in from_bank.sentences} <= {t.rstrip(".") for t in bank.vectors}
+    # a cold ask with the answer over an exact snapshot: no pysbd (the sentences are stored), no faiss (numpy)
+    code = ("import sys; from rag.library import Library\n"
+            f"answer = Library.open(home={str(home)!r}).ask('how are citations highlighted')\n"
+            "print(bool(answer.summary.sentences), sorted(m for m in ('faiss', 'pysbd', 'torch') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.stdout.split() == ["True", "[]"], run.stderr

@@ -17,7 +17,7 @@ from rag.embed import ModelInfo, TorchFallbackWarning, open_embedder, query_embe
 from rag.embed.model import BUNDLED_NAME, HashEmbedder, bundled_model_path, recipe_fingerprint
 from rag.embed.onnx import OnnxEmbedder, export_ready
 from rag.embed.torch import SentenceTransformerEmbedder, export_onnx
-from rag.errors import EmbedError, IndexMismatch, SettingsError
+from rag.errors import EmbedError, IndexMismatch
 from rag.settings import Settings
 from rag.store.home import Home
 
@@ -145,12 +145,15 @@ def test_export_is_reused_not_redone(torch_embedder, export_dir):
 def test_open_embedder_exports_once_then_queries_with_onnx(torch_embedder, rag_home):
     settings = Settings(home=rag_home)
     home = Home(rag_home)
-    built = open_embedder(settings, home, purpose="build")
+    built = open_embedder(settings, home, purpose="build")  # int8 by default, exported in a child process
     model_dir = home.model_dir(torch_embedder.fingerprint)
-    assert export_ready(model_dir) and built.fingerprint == torch_embedder.fingerprint
-    mtime = (model_dir / "model.onnx").stat().st_mtime_ns
+    assert export_ready(model_dir, "int8") and built.fingerprint == torch_embedder.fingerprint + "-int8"
+    assert ModelInfo.of(built).quantize == "int8"
+    mtime = (model_dir / "model.int8.onnx").stat().st_mtime_ns
     assert open_embedder(settings, home, purpose="build").fingerprint == built.fingerprint
-    assert (model_dir / "model.onnx").stat().st_mtime_ns == mtime
+    assert (model_dir / "model.int8.onnx").stat().st_mtime_ns == mtime
+    fp32 = open_embedder(settings.with_overrides(quantize="none"), home, purpose="build")  # one setting away
+    assert fp32.fingerprint == torch_embedder.fingerprint and ModelInfo.of(fp32).quantize == "none"
     with warnings.catch_warnings():
         warnings.simplefilter("error", TorchFallbackWarning)  # the export is there: no fallback
         query = open_embedder(settings, home, purpose="query")
@@ -159,8 +162,8 @@ def test_open_embedder_exports_once_then_queries_with_onnx(torch_embedder, rag_h
     assert isinstance(query, OnnxEmbedder) and isinstance(matched, OnnxEmbedder)
     assert matched.fingerprint == info.fingerprint and info.name == BUNDLED_NAME
     assert isinstance(open_embedder(settings.with_overrides(model="hash"), home, purpose="query"), HashEmbedder)
-    with pytest.raises(SettingsError, match="RAG_ONNX"):
-        open_embedder(settings.with_overrides(quantize="int8", onnx=False), home, purpose="build")
+    torch_built = open_embedder(settings.with_overrides(onnx=False), home, purpose="build")  # torch is fp32
+    assert isinstance(torch_built, SentenceTransformerEmbedder) and ModelInfo.of(torch_built).quantize == "none"
 
 
 def test_model_mismatch_is_index_mismatch(torch_embedder, rag_home):

@@ -26,6 +26,23 @@ def test_exact_search_matches_numpy():
     np.testing.assert_allclose(hits.scores, x[hits.rows] @ query, rtol=1e-5, atol=1e-6)
 
 
+def test_numpy_exact_search_returns_what_faiss_does():
+    """Readers search exact snapshots in numpy (no faiss import): same rows and scores as FAISS IndexFlatIP,
+    with and without a row filter."""
+    x = clustered(3_000)
+    with_faiss, with_numpy = DenseIndex.build(x, exact_max=len(x)), DenseIndex.exact(x)
+    assert with_numpy.faiss is None and with_numpy.kind == with_faiss.kind == "exact"
+    allowed = np.random.default_rng(1).random(len(x)) < 0.3
+    for i in range(20):
+        query = x[i] + 0.5 * x[i + 100]
+        query /= np.linalg.norm(query)
+        for mask in (None, allowed):
+            a, b = with_faiss.nearest(query, 10, allowed=mask), with_numpy.nearest(query, 10, allowed=mask)
+            assert list(a.rows) == list(b.rows)
+            np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+    assert len(with_numpy.nearest(x[0], 5000, allowed=allowed).rows) == allowed.sum()
+
+
 def test_hnsw_is_tuned_to_the_recall_target_on_held_out_queries():
     x = clustered(8_000)
     dense = DenseIndex.build(x, exact_max=1_000)

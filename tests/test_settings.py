@@ -40,7 +40,7 @@ def test_unknown_rag_variables_in_the_environment_are_not_settings(monkeypatch):
 
 
 def test_signature_defaults_are_the_settings_defaults():
-    assert default("batch_size") == Settings.model_fields["batch_size"].default == 64
+    assert default("batch_size") == Settings.model_fields["batch_size"].default == 16
     for encode in (HashEmbedder.encode, OnnxEmbedder.encode, SentenceTransformerEmbedder.encode):
         assert inspect.signature(encode).parameters["batch_size"].default == default("batch_size")
     assert inspect.signature(chunk_document).parameters["overlap"].default == default("chunk_overlap")

@@ -118,19 +118,39 @@ def parse_sides(sides: Sequence[str]) -> tuple[_Side, ...]:
     return tuple(parsed)
 
 
-def _candidates(passages: Sequence[Passage]) -> list[_Candidate]:
+@dataclass(frozen=True)
+class SentenceBank:
+    """What the build stored for the answer (rag.store.sentences): per passage id, its candidate sentences
+    (`answer_sentences`, in order) and their unit vectors. With it the answer neither segments nor encodes."""
+
+    sentences: dict[str, tuple[str, ...]]
+    vectors: dict[str, np.ndarray]  # sentence text -> unit vector
+
+
+def answer_sentences(text: str, section: str = "") -> list[str]:
+    """The sentences of a chunk that may go into an answer, in order: verbatim (heading dropped), not junk.
+    The build stores these with their vectors; the answer reads them back instead of recomputing them."""
+    found = []
+    for sentence in split_sentences(text):
+        stripped = _without_heading(sentence, section)
+        # after a heading, a lower-case start is the paper's style ("papermage is ..."), not a cut fragment
+        junk = is_junk(stripped[:1].upper() + stripped[1:]) if stripped != sentence else is_junk(sentence)
+        if not junk:
+            found.append(stripped)
+    return found
+
+
+def _candidates(passages: Sequence[Passage], bank: SentenceBank | None = None) -> list[_Candidate]:
     found: list[_Candidate] = []
     seen: set[str] = set()
     for rank, passage in enumerate(passages[:MAX_PASSAGES]):
         if passage.chunk.is_references:
             continue
-        for position, text in enumerate(split_sentences(passage.text)):
-            stripped = _without_heading(text, passage.chunk.section)
-            # after a heading, a lower-case start is the paper's style ("papermage is ..."), not a cut fragment
-            junk = is_junk(stripped[:1].upper() + stripped[1:]) if stripped != text else is_junk(text)
-            text = stripped
+        stored = bank.sentences.get(passage.id) if bank is not None else None
+        texts = stored if stored is not None else answer_sentences(passage.text, passage.chunk.section)
+        for position, text in enumerate(texts):
             key = text.lower()
-            if key in seen or junk:
+            if key in seen:
                 continue
             seen.add(key)
             found.append(_Candidate(rank, position, text, content_terms(text), passage.chunk.source_id,
@@ -167,10 +187,15 @@ def _shortlist(query: str, candidates: list[_Candidate], sides) -> list[_Candida
     return [c for i, c in enumerate(candidates) if i in keep]
 
 
-def sentence_vectors(texts: Sequence[str], embedder) -> np.ndarray:
-    """Unit vectors of candidate sentences (one encoder batch). The one place the answer gets sentence vectors,
-    so that their source (encoding now, or vectors the build stored) can change here alone."""
-    return np.asarray(embedder.encode(list(texts)), dtype=np.float32)
+def sentence_vectors(texts: Sequence[str], embedder, bank: SentenceBank | None = None) -> np.ndarray:
+    """Unit vectors of candidate sentences: the build's stored ones where the bank has them, the rest encoded
+    now (one encoder batch). The one place the answer gets sentence vectors."""
+    known = bank.vectors if bank is not None else {}
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    encoded = dict(zip(missing, np.asarray(embedder.encode(missing), np.float32))) if missing else {}
+    if not texts:
+        return np.zeros((0, 0), np.float32)
+    return np.stack([np.asarray(known[t] if t in known else encoded[t], np.float32) for t in texts])
 
 
 def asks_for_number(query: str) -> bool:
@@ -194,13 +219,13 @@ def _style_bonus(query: str, candidates: list[_Candidate]) -> np.ndarray:
     return bonus
 
 
-def _relevance(query: str, candidates: list[_Candidate], embedder,
-               query_vector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _relevance(query: str, candidates: list[_Candidate], embedder, query_vector: np.ndarray | None,
+               bank: SentenceBank | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(relevance per candidate, candidate-by-candidate cosine matrix): cosine to the query, share of its terms,
     a little trust in retrieval's order, and the bonus for the kind of sentence the question asks for."""
     if query_vector is None:
         query_vector = embedder.encode([query])[0]
-    vectors = sentence_vectors([c.text for c in candidates], embedder)
+    vectors = sentence_vectors([c.text for c in candidates], embedder, bank)
     cosine = vectors @ np.asarray(query_vector, np.float32)
     query_terms = content_terms(query)
     overlap = np.array([len(c.terms & query_terms) / max(len(query_terms), 1) for c in candidates])
@@ -270,6 +295,7 @@ def extractive_summary(
     sides: tuple[str, ...] = (),
     max_sentences: int = 4,
     query_vector: np.ndarray | None = None,
+    bank: SentenceBank | None = None,
 ) -> Summary:
     """A 2-5 sentence answer taken verbatim from `passages` (best first), each marked [n] (1-based).
 
@@ -280,8 +306,10 @@ def extractive_summary(
         sides: the two sides of a comparison question, e.g. ("GQA|grouped-query attention", "MQA");
             the answer then opens with one sentence about each, joined "A … [i]; B … [j]".
         max_sentences: clamped to 2-5.
+        bank: the passages' sentences and vectors as the build stored them; without it (or for a passage it
+            lacks) sentences are segmented and encoded now, with the same result.
     """
-    candidates = _candidates(passages)
+    candidates = _candidates(passages, bank)
     if not candidates:
         return Summary(sentences=(), notice="no sentence of the passages fits an answer" if passages else "")
     parsed = parse_sides(sides)
@@ -290,7 +318,7 @@ def extractive_summary(
                if not any(side.about(p.text) or content_terms(side.label) <= content_terms(p.text) for p in passages)]
     limit = min(max(max_sentences, MIN_SENTENCES), MAX_SENTENCES)
     candidates = _shortlist(query, candidates, parsed)
-    relevance, similarity = _relevance(query, candidates, embedder, query_vector)
+    relevance, similarity = _relevance(query, candidates, embedder, query_vector, bank)
     pair: list[int] = []
     for side in parsed[:2]:
         others = [s for s in parsed if s is not side]

@@ -23,8 +23,8 @@ import numpy as np
 
 from rag.embed.model import BUNDLED_NAME, HASH_MODEL, HashEmbedder, locate_model, recipe_fingerprint
 from rag.embed.onnx import OnnxEmbedder, export_ready
-from rag.embed.torch import SentenceTransformerEmbedder, export_onnx
-from rag.errors import EmbedError, IndexMismatch, SettingsError
+from rag.embed.torch import SentenceTransformerEmbedder, export_in_child
+from rag.errors import EmbedError, IndexMismatch
 from rag.settings import Settings, default
 from rag.types import Chunk, Progress
 
@@ -114,8 +114,9 @@ def keep_caches_in(home: Home) -> None:
 def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedder:
     """The encoder `settings` name, for building an index or for asking it.
 
-    build: makes sure the model's ONNX export exists in `home.model_dir(fingerprint)` (once per model), then
-    encodes with it (int8 when `settings.quantize == "int8"`); with `settings.onnx` off, with torch.
+    build: makes sure the model's ONNX export exists in `home.model_dir(fingerprint)` (once per model, in a child
+    process, so the build itself never imports torch), then
+    encodes with it (int8 unless `settings.quantize == "none"`); with `settings.onnx` off, with torch (fp32).
     query: the ONNX export when there is one, else sentence-transformers with a `TorchFallbackWarning`.
     """
     if settings.model in REGISTRY:
@@ -123,12 +124,11 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
     keep_caches_in(home)
     _, folder = locate_model(settings.model)
     export_dir = home.model_dir(recipe_fingerprint(folder))
-    if settings.quantize == "int8" and not settings.onnx:
-        raise SettingsError("RAG_QUANTIZE=int8 quantizes the ONNX encoder; it needs RAG_ONNX=true")
+    quantize = settings.quantize if settings.onnx else "none"  # quantizing is the ONNX encoder's; torch is fp32
     if purpose == "query":
-        if settings.onnx and export_ready(export_dir, settings.quantize):
-            return OnnxEmbedder(export_dir, quantize=settings.quantize)
-        if settings.quantize == "int8":
+        if settings.onnx and export_ready(export_dir, quantize):
+            return OnnxEmbedder(export_dir, quantize=quantize)
+        if quantize == "int8":
             model = settings.model or BUNDLED_NAME
             raise EmbedError(f"no int8 ONNX export of {model} in {export_dir}; run `rag build` with RAG_QUANTIZE=int8")
         if settings.onnx:
@@ -136,12 +136,12 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
         return SentenceTransformerEmbedder(settings.model)
     if not settings.onnx:
         return SentenceTransformerEmbedder(settings.model)
-    if not export_ready(export_dir, settings.quantize):
-        export_onnx(SentenceTransformerEmbedder(settings.model), export_dir, quantize=settings.quantize)
+    if not export_ready(export_dir, quantize):
+        export_in_child(settings.model, export_dir, quantize=quantize)  # torch stays out of this process
     # Measured on the 2-core dev machine (scripts/bench.py --only embed): the fp32 ONNX export encodes as fast as
     # torch (7.0 vs 7.2 chunks/s) with the same vectors (cosine 1.0000), so building encodes with it too: a
     # rebuild then never imports torch, and index and query vectors come from one encoder.
-    return OnnxEmbedder(export_dir, quantize=settings.quantize)
+    return OnnxEmbedder(export_dir, quantize=quantize)
 
 
 def query_embedder_for(info: ModelInfo | dict, home: Home, *, onnx: bool) -> Embedder:
@@ -201,21 +201,33 @@ class StreamingEncoder:
     def add(self, chunks: list[Chunk]) -> None:
         new = [c for c in dict((c.hash, c) for c in chunks).values()
                if c.hash not in self.vectors and c.hash not in self.pending]
-        self.vectors.update(self.cache.get_many([c.hash for c in new], self.embedder.dim))
-        for chunk in new:
-            if chunk.hash not in self.vectors:
-                self.pending[chunk.hash] = chunk.text
+        # Reference lists are encoded too, though masked out of default searches (17.6% of the seed papers'
+        # chunks): with a zero vector instead, z-score fusion ranks them below every body chunk, and
+        # --include-references stopped finding bibliography entries (measured; README, Speed).
+        self.add_texts({c.hash: c.text for c in new})
+
+    def add_texts(self, texts: dict[str, str]) -> None:
+        """Texts to encode, keyed by a hash of what decides their vector (the cache's key)."""
+        texts = {key: text for key, text in texts.items() if key not in self.vectors and key not in self.pending}
+        self.vectors.update(self.cache.get_many(list(texts), self.embedder.dim))
+        for key, text in texts.items():
+            if key not in self.vectors:
+                self.pending[key] = text
                 self.seen_missing += 1
         while len(self.pending) >= self.group:
             self._encode(list(self.pending)[: self.group])
 
     def finish(self, chunks: list[Chunk]) -> np.ndarray:
         """The vectors of `chunks`, in order, once everything pending is encoded."""
+        return self.finish_keys([c.hash for c in chunks])
+
+    def finish_keys(self, keys: list[str]) -> np.ndarray:
+        """The vectors of `keys` (as given to `add_texts`), in order, once everything pending is encoded."""
         while self.pending:
             self._encode(list(self.pending)[: self.group])
-        if not chunks:
+        if not keys:
             return np.zeros((0, self.embedder.dim), np.float32)
-        return np.stack([self.vectors[c.hash] for c in chunks]).astype(np.float32)
+        return np.stack([self.vectors[key] for key in keys]).astype(np.float32)
 
     def _encode(self, hashes: list[str]) -> None:
         start = time.perf_counter()

@@ -5,6 +5,7 @@
     snapshots/<id>/vectors.npy     float32 unit vectors, row-aligned (memory-mapped by readers)
     snapshots/<id>/vectors.faiss   the approximate index, when the corpus is past the exact-search size
     snapshots/<id>/lexical/        the BM25 index (bm25s)
+    snapshots/<id>/sentence*.npy   the answer's sentences: spans and float16 vectors (rag.store.sentences; optional)
     snapshots/<id>/<name>.json     extras (e.g. acronyms mined at build time)
     snapshots/<id>/.lock           held shared by readers, exclusively by pruning (rag.store.integrity)
     CURRENT                        the id of the published snapshot, replaced by rename
@@ -33,6 +34,7 @@ from rag.store.codec import from_jsonable, to_jsonable
 from rag.store.home import Home, atomic_write
 from rag.store.index import HNSW_EF_SEARCH, DenseIndex, LexicalIndex
 from rag.store.integrity import LOCK_NAME, damage, file_facts, held_exclusively, hold_shared
+from rag.store.sentences import StoredSentences, save_sentences
 from rag.types import Chunk, SourceRecord
 
 FORMAT_VERSION = 1
@@ -61,6 +63,7 @@ class SnapshotData:
     vectors: np.ndarray
     sources: list[SourceRecord]
     extras: dict[str, object] = field(default_factory=dict)
+    sentences: tuple[np.ndarray, np.ndarray] | None = None  # (spans, vectors): rag.store.sentences
 
 
 def write_snapshot(home: Home, data: SnapshotData, *, exact_max: int, keep: int, gate=None) -> str:
@@ -83,6 +86,8 @@ def write_snapshot(home: Home, data: SnapshotData, *, exact_max: int, keep: int,
             faiss.write_index(dense.faiss, str(tmp / "vectors.faiss"))
         LexicalIndex.build([c.text for c in data.chunks] or [""]).save(tmp / "lexical")
         _write_sqlite(tmp / "chunks.sqlite", data.chunks, data.sources)
+        if data.sentences is not None:
+            save_sentences(tmp, *data.sentences)
         for name, value in data.extras.items():
             (tmp / f"{name}.json").write_text(json.dumps(value), "utf-8")
         (tmp / LOCK_NAME).touch()
@@ -227,6 +232,7 @@ class Snapshot:
         self.row_is_references = np.array([bool(ref) for _, ref in rows], dtype=bool)
         self._dense: DenseIndex | None = None
         self._lexical: LexicalIndex | None = None
+        self._sentences: StoredSentences | bool | None = None
         self._extras: dict[str, object] = {}
 
     def _read_manifest(self) -> dict:
@@ -296,9 +302,17 @@ class Snapshot:
                     dense = DenseIndex(faiss.read_index(str(self.folder / "vectors.faiss")), vectors)
                     dense.faiss.hnsw.efSearch = int(self.manifest["index"].get("ef_search", HNSW_EF_SEARCH))
                 else:
-                    dense = DenseIndex.build(np.asarray(vectors), exact_max=max(len(vectors), 1))
+                    dense = DenseIndex.exact(vectors)
             self._dense = dense
         return self._dense
+
+    def sentences(self, rows) -> dict[int, tuple[list[tuple[int, int]], np.ndarray]] | None:
+        """The answer's sentences the build stored for `rows` (rag.store.sentences): a row missing has none;
+        None when this snapshot stored no sentences at all."""
+        if self._sentences is None:
+            with self._reading("sentences.npy"):
+                self._sentences = StoredSentences(self.folder) if StoredSentences.present(self.folder) else False
+        return self._sentences.of_rows(rows) if self._sentences else None
 
     @property
     def lexical(self) -> LexicalIndex:
