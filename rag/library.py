@@ -293,7 +293,12 @@ class Library:
                           page_texts=self._page_texts(snapshot))
 
     def _page_texts(self, snapshot: Snapshot) -> Callable[[str], tuple[str, ...] | None]:
-        """A source's page texts as the snapshot's build extracted them (from the document cache), for fidelity."""
+        """A source's page texts for fidelity, as a reader checking a citation sees them: a PDF's own text, page by
+        page as pypdf reads it (before rag cleans it: running headers, page numbers and accents as printed), so a
+        passage that runs across a dropped header or over a page break is caught; other sources' pages as the
+        build extracted them (from the document cache)."""
+        from rag.extract.pdftext import is_pdf, read_pdf  # rag.extract stays off a cold `ask`'s imports
+
         extractor = str(snapshot.manifest.get("extractor", {}).get("version", ""))
 
         @functools.lru_cache(maxsize=None)
@@ -301,6 +306,8 @@ class Library:
             record = snapshot.sources.get(source_id)
             if record is None or not record.pages or not record.blob:
                 return None
+            if self.home.has_blob(record.blob) and is_pdf(self.home.blob_head(record.blob)):
+                return tuple(read_pdf(self.home.read_blob(record.blob), source_id)[0])
             document = self.home.load_document(document_key(record.blob, extractor, source_id, record.version))
             return tuple(page.text for page in document.pages) if document is not None else None
 

@@ -178,6 +178,21 @@ def test_found_on_pages_follows_text_across_a_page_break_and_ignores_spacing_rep
     assert found_on_pages("", [])
 
 
+def test_found_on_pages_compares_what_the_page_shows_not_how_its_font_encodes_it():
+    """Strings as pypdf reads them from the real PDFs (left) and as rag's passages hold them (right): spacing
+    accents and control codes standing for brackets and sums are the same text; other characters are not."""
+    from rag.eval.gold import found_on_pages
+
+    deepseekmoe = "u𝑙 1:𝑇 = Self-Att \x10 h𝑙−1 1:𝑇 \x11 + h𝑙−1 1:𝑇 , (1)\nh𝑙 𝑡 = FFN \x10 u𝑙 𝑡 \x11 + u𝑙 𝑡, (2)"
+    assert found_on_pages("ul 1:T = Self-Att hl−1 1:T + hl−1 1:T , (1) hl t = FFN ul t + ul t, (2)", [deepseekmoe])
+    lora = "also include another baseline call AdapterDrop (R¨uckl´e et al., 2020) which drops"
+    assert found_on_pages("baseline call AdapterDrop (Rücklé et al., 2020) which drops", [lora])
+    assert found_on_pages("we have |Θ| = L̂Adpt ×", ["In all cases, we have |Θ| = ˆLAdpt ×"])
+    assert found_on_pages("the symbol is used to mark", ["The symbol \x17 is\nused to mark"])
+    assert not found_on_pages("baseline call AdapterDrop (Rückle et al., 2021)", [lora])
+    assert not found_on_pages("Self-Att h + FFN", [deepseekmoe])
+
+
 def _result(rank, page_rank, faithful=(), paged=True, held=True, split="dev", kind="number"):
     from rag.eval.gold import GoldResult
 

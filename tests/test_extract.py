@@ -10,7 +10,7 @@ from pdfgen import make_pdf, pdf_bytes, unicode_font
 
 from rag.errors import ExtractError
 from rag.extract.extract import extract, stub_document
-from rag.extract.pdftext import clean_text, join_hyphenated
+from rag.extract.pdftext import clean_text, drop_running_lines, join_hyphenated
 from rag.types import Document, Fetched, Source
 
 FILLER = (
@@ -86,6 +86,20 @@ def test_repeated_headers_footers_and_page_numbers_removed():
         assert "Journal of Tests" not in page.text
         assert page.text.split("\n")[-1] != str(page.number)
         assert page.text.startswith(f"Body text {page.number} of the paper")
+
+
+def test_a_running_line_with_kept_text_on_both_sides_stays():
+    """Lines as pypdf reads them from real PDFs: the Formal Algorithms paper repeats its title at the top of every
+    page, and on page 1 the title sits between the date and the authors; Hyena's page 8 has its page number read
+    before a figure's axis labels. Dropping those would join text that is not contiguous on the page."""
+    title = "Formal Algorithms for Transformers"
+    pages = ["19 July 2022\n" + title + "\nMary Phuong1 and Marcus Hutter1\nThis document aims to be self-contained."]
+    pages += [f"{title}\nBody of page {n} says something else.\nMore of page {n}.\n{n}" for n in range(2, 8)]
+    pages += [f"{title}\nhigher, if optimized.\n8\n27 29 211 213 215\n0 60 80 100"]
+    kept = drop_running_lines(pages)
+    assert kept[0].startswith("19 July 2022\nFormal Algorithms for Transformers\nMary Phuong1")
+    assert all(not page.startswith(title) and not page.endswith(f"\n{n}") for n, page in enumerate(kept[1:7], 2))
+    assert kept[7] == "higher, if optimized.\n8\n27 29 211 213 215\n0 60 80 100"
 
 
 def test_headings_numbered_named_and_references():

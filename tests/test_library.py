@@ -88,6 +88,23 @@ def test_reading_list_fetch_and_gold_through_the_library(index, tmp_path):
     assert scored.overall.fidelity == 1.0
 
 
+def test_gold_fidelity_is_judged_on_the_pdf_itself_not_on_rag_s_own_text(tmp_path):
+    """A passage is checked against the PDF's text layer (what a reader opening the cited page sees), not the
+    cleaned text rag extracted from it: with that extraction cache gone, every passage is still checked."""
+    make_pdf(tmp_path / "gqa.pdf", TEXTS, title="Grouped-query attention", header="GQA preprint, page {page}")
+    (tmp_path / "list.md").write_text("## MQA\n\nAinslie, Joshua. “GQA.” 2023. [gqa.pdf](gqa.pdf).\n", "utf-8")
+    settings = Settings(home=tmp_path / "home", list_path=tmp_path / "list.md", model="hash", offline=True)
+    library = Library(settings)
+    assert library.build().published
+    for cached in (tmp_path / "home" / "cache" / "documents").iterdir():
+        cached.unlink()
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"question": "multi-query attention key-value cache", "expect": [{"source": "%s"}]}\n'
+                    % library.reading_list().sources[0].id)
+    report = library.evaluate_gold(gold)
+    assert report.overall.checked == len(report.results[0].returned) >= 1 and report.overall.fidelity == 1.0
+
+
 def test_add_through_the_library_keeps_the_list_permissions(index, tmp_path):
     listing = tmp_path / "list.md"
     listing.write_text("# Reading\n", "utf-8")

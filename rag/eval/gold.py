@@ -23,14 +23,30 @@ PageTexts = Callable[[str], Sequence[str] | None]  # source id -> its document's
 # ---- text found on pages -----------------------------------------------------------------------------------
 
 _IGNORED = re.compile(r"[\s\u00ad\-\u2010\u2011]+")
+_UNSEEN = re.compile(r"C|M|Sk|Lm")  # Unicode categories: controls and formats, marks, spacing accents, modifiers
+
+
+class _Unseen(dict):
+    """str.translate table deleting the characters of the _UNSEEN categories (filled in as characters come)."""
+
+    def __missing__(self, code: int) -> int | None:
+        self[code] = None if _UNSEEN.match(unicodedata.category(chr(code))) else code
+        return self[code]
+
+
+_UNSEEN_TABLE = _Unseen()
 
 
 def normalize(text: str) -> str:
     """The form in which text is looked for on pages: NFKC, lower case, no whitespace and no hyphens. It is the
     gold checker's (which joins line-break hyphens, or keeps them, and ignores whitespace), made to accept both
     at once: a passage may hold a word the extractor joined ("attentionbased") and one it kept ("per-word").
+    What a page shows is compared, not how its font encodes it: accents count as their letter ("Rücklé" is on a
+    page whose text layer spells it "R¨uckl´e", "L̂" on one that spells it "ˆL"), and characters that show
+    nothing (control codes some fonts use for brackets and sums, which extraction drops) are ignored.
     Extraction's own repairs, which only move spaces, never make text unfindable in this form."""
-    return _IGNORED.sub("", unicodedata.normalize("NFKC", text).lower())
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).lower())
+    return _IGNORED.sub("", text.translate(_UNSEEN_TABLE))
 
 
 def found_on_pages(text: str, pages: Sequence[str]) -> bool:

@@ -16,7 +16,7 @@ from rag.store.home import sha256
 from rag.types import Document, Fetched, Heading, Page, Source
 
 # Bump whenever the pages or headings extracted from the same bytes would change (it keys the document cache).
-EXTRACTOR_VERSION = "3"
+EXTRACTOR_VERSION = "4"  # 4: only runs of running lines at a page's very top or bottom are dropped
 
 _KNOWN_SECTIONS = (
     r"abstract|introduction|related work|background|preliminaries|methods?|methodology|approach|"

@@ -70,12 +70,17 @@ def drop_running_lines(pages: Sequence[str]) -> list[str]:
 
 
 def _strip_edges(lines: list[str], repeated: set[str]) -> list[str]:
-    top = min(EDGE_LINES, len(lines))
-    bottom = max(top, len(lines) - EDGE_LINES)
-    keep = lines[top:bottom]
-    head = [line for line in lines[:top] if _edge_key(line) not in repeated]
-    tail = [line for line in lines[bottom:] if _edge_key(line) not in repeated]
-    return head + keep + tail
+    """The page without the repeated lines that open and close it. Only a run from the very top or the very
+    bottom goes: a repeated line with kept text on both sides of it (a page number that pypdf reads before a
+    figure's labels, a paper's title on its first page above the authors when its header repeats it) stays, so
+    that text which is contiguous on the page stays contiguous in the passage that quotes it."""
+    top = 0
+    while top < min(EDGE_LINES, len(lines)) and _edge_key(lines[top]) in repeated:
+        top += 1
+    bottom = len(lines)
+    while bottom > max(top, len(lines) - EDGE_LINES) and _edge_key(lines[bottom - 1]) in repeated:
+        bottom -= 1
+    return lines[top:bottom]
 
 
 def document_vocabulary(pages: Sequence[str]) -> frozenset[str]:
