@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rag.answer.extractive import answer_sentences
+from rag.answer.extractive import SENTENCES_VERSION, answer_sentences
 from rag.catalog.catalog import load_list
 from rag.catalog.links import source_url
 from rag.embed import Embedder, ModelInfo, StreamingEncoder, open_embedder
@@ -310,7 +310,8 @@ def _manifest(settings: Settings, embedder: Embedder, records: list[SourceRecord
         chunker=chunk_recipe(settings.chunk_tokens or embedder.max_tokens, settings.chunk_overlap),
         records=records, chunks=n_chunks,
         extractor={"version": EXTRACTOR_VERSION},
-        dense={"sentences": settings.sentence_vectors},  # whether the answer's sentences have stored vectors
+        # whether the answer's sentences have stored vectors, and by which recipe (a new one rebuilds them)
+        dense={"sentences": SENTENCES_VERSION if settings.sentence_vectors else False},
         list=str(settings.list_path),
         sources={r.source.id: {"status": r.status, "reason": r.reason, "version": r.version, "pages": r.pages,
                                "chunks": r.chunks, "stale": r.stale} for r in records},

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from rag.answer.extractive import SENTENCES_VERSION
 from rag.cli.app import app
 from rag.library import Library
 
@@ -116,7 +117,7 @@ def test_per_paper_cap_filters_and_references(built):
     refs = library.ask("Proceedings of the ACM CHI Conference", k=8, per_paper=8, include_references=True,
                        summary=None)
     assert any(p.chunk.is_references for p in refs.passages)
-    assert library.snapshot().manifest["dense"] == {"sentences": True}
+    assert library.snapshot().manifest["dense"] == {"sentences": SENTENCES_VERSION}  # a new recipe rebuilds them
 
 
 def test_comparison_returns_both_sides(built):

@@ -127,6 +127,9 @@ class SentenceBank:
     vectors: dict[str, np.ndarray]  # sentence text -> unit vector
 
 
+SENTENCES_VERSION = 1  # bump when answer_sentences, split_sentences or is_junk change: stored sentences go stale
+
+
 def answer_sentences(text: str, section: str = "") -> list[str]:
     """The sentences of a chunk that may go into an answer, in order: verbatim (heading dropped), not junk.
     The build stores these with their vectors; the answer reads them back instead of recomputing them."""
