@@ -21,7 +21,8 @@ MANIFEST = "manifest.json"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -35,7 +36,7 @@ def file_facts(folder: Path) -> dict[str, dict]:
     for path in sorted(folder.rglob("*")):
         name = path.relative_to(folder).as_posix()
         if path.is_file() and name != MANIFEST and not path.name.startswith("."):
-            facts[name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+            facts[name] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
     return facts
 
 
@@ -59,7 +60,7 @@ def damage(folder: Path, files: dict, *, checksums: bool) -> str | None:
         return "chunks.sqlite is missing"
     if checksums:
         for name, facts in files.items():
-            if _sha256(folder / name) != facts.get("sha256"):
+            if file_sha256(folder / name) != facts.get("sha256"):
                 return f"{name} does not match its checksum"
     return None
 

@@ -26,6 +26,7 @@ from typing import Literal
 
 from rag.errors import EmbedError
 from rag.store.home import atomic_write
+from rag.store.integrity import file_sha256
 
 Quantize = Literal["none", "int8"]
 EXPORT_FORMAT = 1
@@ -47,11 +48,7 @@ def model_fingerprint(folder: Path) -> str:
 
 @lru_cache(maxsize=32)
 def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def max_seq_length(folder: Path, default: int = 256) -> int:
