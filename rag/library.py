@@ -244,12 +244,16 @@ class Library:
     def add(self, paths: Iterable[str | Path], *, section: str = DEFAULT_SECTION, dry_run: bool = False) -> AddReport:
         """Append PDFs (or folders of them) to the reading list in its own style; papers listed already are skipped."""
         from rag.catalog.add import add_papers
-        from rag.store.files import LIST_LOCK_WAIT
+        from rag.store.files import LIST_LOCK_WAIT, allowed_roots, outside_roots
 
         if dry_run:
-            return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=True)
-        with self.home.build_lock(wait=LIST_LOCK_WAIT):  # the home's write lock: no build reads the list meanwhile
-            return add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=False)
+            report = add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=True)
+        else:
+            with self.home.build_lock(wait=LIST_LOCK_WAIT):  # the home's write lock: no build reads the list meanwhile
+                report = add_papers([Path(p) for p in paths], self.settings.list_path, section=section, dry_run=False)
+        s = self.settings
+        roots = allowed_roots(s.list_path, s.pdf_dirs, s.local_roots)
+        return replace(report, outside=outside_roots([paper.path for paper in report.added], roots))
 
     def fetch(self, *, sources: Sequence[Source] | None = None,
               progress: Callable[[Fetched], None] | None = None) -> FetchReport:

@@ -145,6 +145,34 @@ def test_pdf_outside_the_list_folder_gets_an_absolute_link(tmp_path, real_pdfs):
     assert load_list(listing).by_id("arxiv:2206.10883").path == str(pdf)
 
 
+def test_a_pdf_the_build_may_not_read_is_added_with_a_warning_naming_the_setting(tmp_path, monkeypatch):
+    """`rag add` of a file outside the folders a build reads (the list's, RAG_PDF_DIRS, RAG_LOCAL_ROOTS) says so
+    and how to widen them; once the folder is a root, the same add is silent and the build reads the file."""
+    from pdfgen import make_pdf
+
+    from rag.library import Library
+    from rag.settings import Settings
+
+    listing = tmp_path / "lists" / "mine.md"
+    listing.parent.mkdir()
+    listing.write_text("## Papers\n", "utf-8")
+    pdf = make_pdf(tmp_path / "elsewhere" / "paper.pdf", ["Grouped-query attention shares key and value heads."],
+                   metadata={"title": "A Paper Kept Elsewhere"})
+    monkeypatch.setenv("RAG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RAG_LOCAL_ROOTS", raising=False)
+    monkeypatch.delenv("RAG_PDF_DIRS", raising=False)
+    result = invoke(str(pdf), "--list", str(listing), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"{pdf.parent} is under none of them: add it to RAG_LOCAL_ROOTS" in result.stderr
+    monkeypatch.setenv("RAG_LOCAL_ROOTS", str(pdf.parent))
+    result = invoke(str(pdf), "--list", str(listing))
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.output
+    settings = Settings(home=tmp_path / "home", list_path=listing, model="hash", offline=True,
+                        local_roots=(pdf.parent,))
+    (record,) = Library(settings).build().records
+    assert record.status == "ok", record.reason
+
+
 def test_new_list_file_is_created(tmp_path, real_pdfs):
     listing = tmp_path / "new.md"
     report = add_papers([real_pdfs / "2304.02623v1.pdf"], listing)

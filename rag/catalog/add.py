@@ -61,6 +61,7 @@ class AddReport:
     skipped: tuple[SkippedPaper, ...] = ()
     failed: tuple[FailedPaper, ...] = ()
     dry_run: bool = False
+    outside: tuple[str, ...] = ()  # folders of added files that the build may not read (not under its roots)
 
     @property
     def written(self) -> bool:

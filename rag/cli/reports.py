@@ -116,6 +116,11 @@ def add_lines(report) -> tuple[list[str], list[str]]:
     done += [f"skipped {p.path}: {p.reason} as {p.source_id} ({f'line {p.line}' if p.line else 'this run'})"
              for p in report.skipped]
     problems = [f"failed: {p.reason}" for p in report.failed]
+    if report.outside:
+        folders = ":".join(report.outside)
+        problems.append(f"warning: a build reads local files only under the list's folder, RAG_PDF_DIRS and "
+                        f"RAG_LOCAL_ROOTS, and {folders} is under none of them: add it to RAG_LOCAL_ROOTS (a PATH-style "
+                        f"list), or move the PDFs beside the list, before `rag build`")
     target = "not written (dry run)" if report.dry_run else ("written" if report.written else "unchanged")
     problems.append(f"{len(report.added)} added, {len(report.skipped)} skipped, {len(report.failed)} failed; "
                     f"{report.list_path} {target}")

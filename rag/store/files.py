@@ -58,6 +58,13 @@ def resolve_local(path: Path | str, roots: tuple[Path, ...]) -> Path:
     return real
 
 
+def outside_roots(paths: Iterable[str], roots: tuple[Path, ...]) -> tuple[str, ...]:
+    """The folders of those `paths` (real paths) that lie under none of `roots`, each once, in order."""
+    folders = [Path(os.path.realpath(path)).parent for path in paths]
+    outside = [f for f in folders if not any(f == root or f.is_relative_to(root) for root in roots)]
+    return tuple(dict.fromkeys(str(folder) for folder in outside))
+
+
 def _refuse_special(named: Path, mode: int) -> None:
     for test, kind in _KINDS:
         if test(mode):
