@@ -7,9 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pty
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pty_run import on_a_terminal
 from rag.answer.llm import answer_with_fallback
 from rag.answer.verify import SentenceFeed, verify_citations
 from rag.embed import HashEmbedder
@@ -254,25 +253,6 @@ def index(tmp_path_factory) -> Path:
     (root / "list.md").write_text("## MQA\n\n" + "\n\n".join(entries) + "\n", "utf-8")
     Library(Settings(home=root / "home", list_path=root / "list.md", model="hash", offline=True)).build()
     return root / "home"
-
-
-def on_a_terminal(args: list, env: dict) -> str:
-    """Run a command with a pseudo-terminal as its stdout and stderr; everything it wrote, newlines as \\n."""
-    controller, terminal = pty.openpty()
-    run = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=env)
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            data = os.read(controller, 65536)
-        except OSError:  # EIO: the command closed its end
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(controller)
-    assert run.wait(timeout=120) == 0
-    return b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
 
 
 def ask_on_a_terminal(server: str, index: Path, mode: str) -> str:

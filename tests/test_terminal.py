@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from pty_run import on_a_terminal
 from rag.text import terminal_safe
 
 BIN = Path(sys.executable).parent
@@ -183,25 +183,9 @@ def test_the_notebook_html_is_clean(planted):
 
 
 def test_a_real_terminal_gets_rag_highlighting_and_nothing_else(planted):
-    import pty
-
     _, env = planted
-    controller, terminal = pty.openpty()
-    run = subprocess.Popen([BIN / "ask", "grouped-query attention between multi-head and multi-query"],
-                           stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=env)
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            data = os.read(controller, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(controller)
-    assert run.wait(timeout=120) == 0
-    out = b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+    out = on_a_terminal([BIN / "ask", "grouped-query attention between multi-head and multi-query"], env,
+                        errors="strict")
     assert "\x1b[1;33m" in out  # the query's words are highlighted on a terminal
     assert_clean(out)
 

@@ -52,7 +52,7 @@ def resolve_local(path: Path | str, roots: tuple[Path, ...]) -> Path:
         if exc.errno == errno.ELOOP:
             raise Refused(f"{named}: a symlink loop; point the list at the file itself") from exc
         raise
-    if not any(real == root or real.is_relative_to(root) for root in roots):
+    if not _within(real, roots):
         where = ", ".join(str(root) for root in roots)
         raise Refused(f"{named}: outside the folders a reading list may read ({where}); {ROOTS_HINT}")
     return real
@@ -61,8 +61,12 @@ def resolve_local(path: Path | str, roots: tuple[Path, ...]) -> Path:
 def outside_roots(paths: Iterable[str], roots: tuple[Path, ...]) -> tuple[str, ...]:
     """The folders of those `paths` (real paths) that lie under none of `roots`, each once, in order."""
     folders = [Path(os.path.realpath(path)).parent for path in paths]
-    outside = [f for f in folders if not any(f == root or f.is_relative_to(root) for root in roots)]
+    outside = [folder for folder in folders if not _within(folder, roots)]
     return tuple(dict.fromkeys(str(folder) for folder in outside))
+
+
+def _within(real: Path, roots: tuple[Path, ...]) -> bool:
+    return any(real == root or real.is_relative_to(root) for root in roots)
 
 
 def _refuse_special(named: Path, mode: int) -> None:
