@@ -251,9 +251,10 @@ def test_the_answer_reads_the_sentences_the_build_stored(built):
         from_bank = extractive_summary(question, cited, embedder, query_vector=found.query_vector, bank=bank)
         assert library.ask(question, k=5, per_paper=2).summary == from_bank
         assert {s.text.rstrip(".") for s in from_bank.sentences} <= {t.rstrip(".") for t in bank.vectors}
-    # a cold ask with the answer over an exact snapshot: no pysbd (the sentences are stored), no faiss (numpy)
+    # a cold ask with the answer over an exact snapshot: no pysbd (the sentences are stored), no faiss, bm25s or
+    # scipy (dense and BM25 scoring in numpy)
     code = ("import sys; from rag.library import Library\n"
             f"answer = Library.open(home={str(home)!r}).ask('how are citations highlighted')\n"
-            "print(bool(answer.summary.sentences), sorted(m for m in ('faiss', 'pysbd', 'torch') if m in sys.modules))")
+            "print(bool(answer.summary.sentences), sorted(m for m in ('faiss', 'pysbd', 'torch', 'bm25s', 'scipy') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.stdout.split() == ["True", "[]"], run.stderr

@@ -1,10 +1,17 @@
-"""The dense index: exact search agrees with numpy; the approximate one is tuned to a measured recall."""
+"""The two indexes: exact dense search agrees with numpy and FAISS, the approximate one is tuned to a measured
+recall, and BM25 read back from its saved arrays scores exactly as bm25s does, without importing it."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+import subprocess
+import sys
 
-from rag.store.index import RECALL_TARGET, DenseIndex
+import numpy as np
+import pytest
+
+from rag.store.index import RECALL_TARGET, STOPWORDS_EN, DenseIndex, LexicalIndex, lexical_tokens, query_tokens
+from tests.conftest import shared_path
 
 
 def clustered(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
@@ -54,3 +61,73 @@ def test_hnsw_is_tuned_to_the_recall_target_on_held_out_queries():
     found = [dense.nearest(q, 10).rows for q in queries]
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
     assert recall >= RECALL_TARGET - 0.03
+
+
+TEXTS = [
+    "Grouped-query attention (GQA) interpolates between multi-head and multi-query attention.",
+    "The THE the: stop words and Capitals; e.g. GPT-4, T5-XXL, 5% of pre-training compute, x_1 and naïve café.",
+    "Running runs ran runner -- stemming joins some of these, and a word repeated repeated repeated counts.",
+    "",
+    "!!! ??? 1 2 3 a b c",
+    "Ünïcödé wörds, 日本語のテキスト, and ZeRO-3 offloading to NVMe.",
+]
+QUERIES = ["grouped query attention", "repeated repeated word", "GPT-4 compute", "the of and", "", "zebra",
+           "naïve café", "日本語のテキスト", "run running"]
+
+
+def test_the_query_analyzer_is_bm25s_own():
+    from bm25s.stopwords import STOPWORDS_EN as BM25S_STOPWORDS
+
+    assert STOPWORDS_EN == frozenset(BM25S_STOPWORDS)
+    for text in TEXTS + QUERIES:
+        assert query_tokens(text) == lexical_tokens([text])[0], text
+
+
+def bm25s_scores(folder, query: str) -> np.ndarray:
+    import bm25s
+
+    retriever = bm25s.BM25.load(str(folder))
+    tokens = [t for t in lexical_tokens([query])[0] if t in retriever.vocab_dict]
+    return np.asarray(retriever.get_scores(tokens), np.float32) if tokens else np.zeros(len(TEXTS), np.float32)
+
+
+def test_bm25_from_the_saved_arrays_equals_bm25s(tmp_path):
+    built = LexicalIndex.build(TEXTS)
+    built.save(tmp_path)
+    loaded = LexicalIndex.load(tmp_path)
+    for query in QUERIES:
+        expected = bm25s_scores(tmp_path, query)
+        assert np.array_equal(loaded.scores(query), expected), query
+        assert np.array_equal(built.scores(query), expected), query
+    assert loaded.scores("repeated repeated")[2] == 2 * loaded.scores("repeated")[2] > 0  # repeats count again
+
+
+def test_bm25_equals_bm25s_on_real_abstracts(tmp_path):
+    corpus = shared_path("scifact", "corpus.jsonl")
+    docs = [json.loads(line) for line, _ in zip(corpus.open(encoding="utf-8"), range(1500))]
+    queries = [json.loads(line)["text"] for line in shared_path("scifact", "queries.jsonl").open()][:60]
+    LexicalIndex.build([f"{d['title']}. {d['text']}" for d in docs]).save(tmp_path)
+    loaded = LexicalIndex.load(tmp_path)
+    import bm25s
+
+    retriever = bm25s.BM25.load(str(tmp_path))
+    for query in queries:
+        tokens = [t for t in lexical_tokens([query])[0] if t in retriever.vocab_dict]
+        expected = retriever.get_scores(tokens) if tokens else np.zeros(len(docs))
+        assert np.array_equal(loaded.scores(query), np.asarray(expected, np.float32)), query
+
+
+def test_reading_a_lexical_index_imports_neither_bm25s_nor_scipy(tmp_path):
+    LexicalIndex.build(TEXTS).save(tmp_path)
+    code = ("import sys; from rag.store.index import LexicalIndex\n"
+            f"print(LexicalIndex.load(__import__('pathlib').Path({str(tmp_path)!r})).scores('grouped attention').max() > 0,"
+            " sorted(m for m in ('bm25s', 'scipy') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == ["True", "[]"], run.stderr
+
+
+def test_a_lexical_index_whose_arrays_disagree_is_refused(tmp_path):
+    LexicalIndex.build(TEXTS).save(tmp_path)
+    np.save(tmp_path / "indptr.csc.index.npy", np.zeros(3, np.int32))
+    with pytest.raises(ValueError, match="indptr"):
+        LexicalIndex.load(tmp_path)

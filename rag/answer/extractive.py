@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.blas import one_thread
 from rag.text import content_terms, normalize_space, split_sentences
 from rag.types import Passage, Sentence, Summary
 
@@ -229,12 +230,14 @@ def _relevance(query: str, candidates: list[_Candidate], embedder, query_vector:
     if query_vector is None:
         query_vector = embedder.encode([query])[0]
     vectors = sentence_vectors([c.text for c in candidates], embedder, bank)
-    cosine = vectors @ np.asarray(query_vector, np.float32)
+    with one_thread():
+        cosine = vectors @ np.asarray(query_vector, np.float32)
+        similarity = vectors @ vectors.T
     query_terms = content_terms(query)
     overlap = np.array([len(c.terms & query_terms) / max(len(query_terms), 1) for c in candidates])
     bonus = np.array([RANK_BONUS / (c.passage + 1) for c in candidates])
     relevance = DENSE_WEIGHT * cosine + TERM_WEIGHT * overlap + bonus + _style_bonus(query, candidates)
-    return relevance, vectors @ vectors.T
+    return relevance, similarity
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:

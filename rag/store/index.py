@@ -1,4 +1,4 @@
-"""The two retrievers over one list of chunks: dense (FAISS) and lexical (BM25, bm25s).
+"""The two retrievers over one list of chunks: dense (numpy / FAISS) and lexical (BM25, bm25s).
 
 Row i of either index is chunk i of the snapshot. The dense index answers "scores for these candidates" as well
 as "nearest k"; the lexical one scores every row, so fusion can score the union of both candidate lists. Their
@@ -8,11 +8,14 @@ build takes from RAG_EXACT_MAX.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rag.blas import dot_rows
 from rag.text import stemmer
 
 HNSW_M = 32
@@ -26,6 +29,7 @@ RECALL_TARGET = 0.95
 # A filter allowing at most this many rows is answered by exact scoring of those rows, even over HNSW.
 SUBSET_EXACT_MAX = 20_000
 EMPTY_TOKEN = "\x00"
+PLAIN_METHODS = ("lucene", "robertson", "atire")  # BM25 variants whose saved scores are the whole score
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ class DenseIndex:
             return Hits(np.empty(0, np.int64), np.empty(0, np.float32))
         query = np.asarray(query, np.float32).reshape(1, -1)
         if self.faiss is None:
-            scores = np.asarray(self.vectors @ query[0], np.float32)
+            scores = dot_rows(self.vectors, query[0])
             rows = np.flatnonzero(allowed) if allowed is not None else None
             return top_rows(scores if rows is None else scores[rows], k, ids=rows)
         if self.kind == "hnsw" and allowed is not None and count <= SUBSET_EXACT_MAX:
@@ -155,7 +159,17 @@ class DenseIndex:
         """Exact cosine of the query with the given rows (for fusing candidates the other retriever found)."""
         if len(rows) == 0:
             return np.empty(0, np.float32)
-        return np.asarray(self.vectors[rows] @ np.asarray(query, np.float32), np.float32)
+        return dot_rows(self.vectors[rows], query)
+
+
+# bm25s's English stopwords (bm25s.stopwords.STOPWORDS_EN), copied because importing any bm25s module imports
+# scipy (~0.7 s of a cold `ask`); tests/test_index.py checks the copy against bm25s.
+STOPWORDS_EN = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
+    "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
+))
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) default
+SAVED = {"data": "data.csc.index.npy", "indices": "indices.csc.index.npy", "indptr": "indptr.csc.index.npy"}
 
 
 def lexical_tokens(texts: list[str]) -> list[list[str]]:
@@ -165,11 +179,27 @@ def lexical_tokens(texts: list[str]) -> list[list[str]]:
     return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), return_ids=False, show_progress=False)
 
 
-class LexicalIndex:
-    """BM25 (bm25s, Lucene variant) over the chunk texts."""
+def query_tokens(text: str) -> list[str]:
+    """`lexical_tokens` for one text without importing bm25s: the same regex, stopwords and stemmer, so the
+    same tokens (repeats kept: a repeated query word counts again, as in bm25s)."""
+    words = [w for w in TOKEN_PATTERN.findall(text.lower()) if w not in STOPWORDS_EN]
+    return stemmer().stemWords(words) if words else []
 
-    def __init__(self, retriever):
-        self.bm25 = retriever
+
+class LexicalIndex:
+    """BM25 (bm25s, Lucene variant) over the chunk texts.
+
+    bm25s builds and saves the index: a (rows x terms) matrix of precomputed BM25 term scores, stored by column.
+    Scoring a query is summing the columns of its terms, which this class does in numpy straight from the saved
+    arrays (memory-mapped), so a reader never imports bm25s or scipy; the scores equal bm25s's `get_scores`
+    (tests/test_index.py).
+    """
+
+    def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocab: dict[str, int],
+                 num_docs: int, retriever=None):
+        self.data, self.indices, self.indptr = data, indices, indptr
+        self.vocab, self.num_docs = vocab, num_docs
+        self._retriever = retriever  # the bm25s object of a fresh build, kept only to save it
 
     @classmethod
     def build(cls, texts: list[str], *, k1: float = 1.2, b: float = 0.75) -> "LexicalIndex":
@@ -180,21 +210,36 @@ class LexicalIndex:
         if not any(tokens):  # bm25s cannot index an empty vocabulary; a token no query can produce stands in
             tokens = [[EMPTY_TOKEN] for _ in texts]
         retriever.index(tokens, show_progress=False)
-        return cls(retriever)
+        arrays = retriever.scores
+        return cls(arrays["data"], arrays["indices"], arrays["indptr"], dict(retriever.vocab_dict),
+                   int(arrays["num_docs"]), retriever)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for the query (zeros when no query term is in the vocabulary)."""
-        tokens = [t for t in lexical_tokens([query])[0] if t in self.bm25.vocab_dict]
-        n = int(self.bm25.scores["num_docs"])
-        if not tokens:
-            return np.zeros(n, np.float32)
-        return np.asarray(self.bm25.get_scores(tokens), np.float32)
+        scores = np.zeros(self.num_docs, np.float32)
+        for token in query_tokens(query):
+            column = self.vocab.get(token)
+            if column is not None and column + 1 < len(self.indptr):
+                start, end = int(self.indptr[column]), int(self.indptr[column + 1])
+                scores[self.indices[start:end]] += self.data[start:end]  # a column holds each row at most once
+        return scores
 
     def save(self, folder: Path) -> None:
-        self.bm25.save(str(folder), show_progress=False)
+        if self._retriever is None:
+            raise ValueError("only a freshly built lexical index can be saved")
+        self._retriever.save(str(folder), show_progress=False)
 
     @classmethod
     def load(cls, folder: Path) -> "LexicalIndex":
-        import bm25s
-
-        return cls(bm25s.BM25.load(str(folder), mmap=True))
+        params = json.loads((folder / "params.index.json").read_text(encoding="utf-8"))
+        if params.get("method") not in PLAIN_METHODS:  # variants with a non-occurrence term need bm25s itself
+            raise ValueError(f"{folder}: BM25 method {params.get('method')!r} is not one rag builds")
+        arrays = {name: np.load(folder / file, mmap_mode="r") for name, file in SAVED.items()}
+        vocab = json.loads((folder / "vocab.index.json").read_text(encoding="utf-8"))
+        data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+        # bm25s's vocabulary may hold "" (an empty document's token) past the last column: no query produces it
+        if indptr.ndim != 1 or indptr.shape[0] not in (len(vocab), len(vocab) + 1) \
+                or data.shape != indices.shape or int(indptr[-1]) != data.shape[0]:
+            raise ValueError(f"{folder}: indptr {indptr.shape}, data {data.shape} and indices {indices.shape} "
+                             f"do not fit a vocabulary of {len(vocab)} terms")
+        return cls(arrays["data"], arrays["indices"], arrays["indptr"], vocab, int(params["num_docs"]))
