@@ -16,7 +16,7 @@ import pytest
 from rag.embed import ModelInfo, TorchFallbackWarning, open_embedder, query_embedder_for
 from rag.embed.model import BUNDLED_NAME, HashEmbedder, bundled_model_path, recipe_fingerprint
 from rag.embed.onnx import OnnxEmbedder, export_ready
-from rag.embed.torch import SentenceTransformerEmbedder, export_onnx
+from rag.embed.torch import ExportSource, SentenceTransformerEmbedder, export_onnx
 from rag.errors import EmbedError, IndexMismatch
 from rag.settings import Settings
 from rag.store.home import Home
@@ -115,6 +115,28 @@ def test_int8_export_is_close_and_fingerprinted_apart(torch_embedder, reference,
     assert cosines(int8.encode(texts), expected).mean() >= 0.98
     assert int8.fingerprint == torch_embedder.fingerprint + "-int8"
     assert ModelInfo.of(int8).quantize == "int8" and ModelInfo.of(int8).source_fingerprint == torch_embedder.fingerprint
+
+
+def test_the_export_child_reads_the_model_as_sentence_transformers_does(torch_embedder, reference, export_dir,
+                                                                       tmp_path):
+    """The build's export child loads the model with transformers alone (less memory): same facts, same vectors."""
+    lean, full = ExportSource.load(""), ExportSource.of(torch_embedder)
+    facts = ("name", "folder", "fingerprint", "dim", "max_tokens", "pad_id", "pooling")
+    assert [getattr(lean, f) for f in facts] == [getattr(full, f) for f in facts]
+    folder = export_onnx(lean, tmp_path / "lean")
+    meta, reference_meta = (json.loads((f / "meta.json").read_text()) for f in (folder, export_dir))
+    assert {k: v for k, v in meta.items() if k != "quantize"} == {k: v for k, v in reference_meta.items() if k != "quantize"}
+    texts, expected = reference
+    assert cosines(OnnxEmbedder(folder).encode(texts, batch_size=7), expected).min() >= 0.9999
+
+
+def test_a_model_with_modules_the_export_cannot_copy_is_refused_before_loading(tmp_path):
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))
+    with pytest.raises(EmbedError, match="cannot be exported to ONNX.*RAG_ONNX=false"):
+        ExportSource.load(str(tmp_path))
 
 
 def test_onnx_query_path_imports_no_torch(export_dir):
