@@ -104,7 +104,9 @@ class ExportSource:
             raise EmbedError(f"{display}: modules {kinds} with {pooling} pooling cannot be exported to ONNX by rag "
                              "(it handles Transformer + mean/cls Pooling [+ Normalize]); set RAG_ONNX=false to use torch")
         from transformers import AutoModel
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # its "Loading weights" bar would land in the build's output
         try:
             model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
         except Exception as exc:  # noqa: BLE001 - a folder that is not a model fails in many ways
