@@ -281,4 +281,6 @@ def named_papers(question: str, names: Mapping[str, str]) -> set[str]:
 def _mentions(text: str, name: str) -> bool:
     """`name` in `text` as whole words; a plural or singular of its last word counts too."""
     stem = name[:-1] if name.endswith("s") and len(name) > 4 else name
+    if stem not in text:  # the whole-word pattern below can only match where the plain text is: a question checks
+        return False      # every paper's names (thousands on a big index), and compiling each pattern costs ~0.3 ms
     return re.search(rf"(?<![\w-]){re.escape(stem)}s?(?![\w-])", text) is not None

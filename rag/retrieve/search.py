@@ -275,8 +275,8 @@ def focused_sources(snapshot: Snapshot, question: str, hits: list[Hit], settings
     or the one that holds at least `settings.focus_share` of the best `2 * settings.per_paper + 1` hits. Such a
     paper may fill more of the answer than the per-paper cap allows others, so that the page that answers is not
     crowded out by the same paper's abstract."""
-    index = {sid: i for i, sid in enumerate(snapshot.source_ids)}
-    focus = {index[sid] for sid in named_papers(question, _paper_names(snapshot)) if sid in index}
+    named = named_papers(question, _paper_names(snapshot))
+    focus = {i for i, sid in enumerate(snapshot.source_ids) if sid in named} if named else set()
     window = hits[: 2 * settings.per_paper + 1]
     if window:
         top = int(snapshot.row_source[window[0].row])
