@@ -27,7 +27,7 @@ from rag.extract.chunk import chunk_recipe
 from rag.extract.extract import EXTRACTOR_VERSION, stub_document
 from rag.extract.pipeline import Prepared, Recipe, documents
 from rag.fetch.fetch import FetchReport, fetch_sources
-from rag.retrieve.query import mine_acronyms
+from rag.retrieve.query import mine_acronyms, paper_names, record_titles
 from rag.settings import Settings
 from rag.store.home import Home, describe_os_error
 from rag.store.snapshot import Snapshot, SnapshotData, current_id, new_manifest, write_snapshot
@@ -175,7 +175,9 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
             sentences = _sentences(chunks, embedder, home, settings.batch_size)
     with clock.stage("index"):
         manifest["timings"] = dict(clock.timings)
-        data = SnapshotData(manifest, chunks, vectors, records, {"acronyms": mine_acronyms(chunks)}, sentences)
+        acronyms = mine_acronyms(chunks)
+        extras = {"acronyms": acronyms, "paper_names": paper_names(record_titles(records), acronyms)}
+        data = SnapshotData(manifest, chunks, vectors, records, extras, sentences)
         snapshot_id = write_snapshot(home, data, exact_max=settings.exact_max, keep=settings.keep_snapshots,
                                      gate=gate)
     return BuildReport(snapshot_id, True, notes=notes, nothing_fetched=nothing, **counts)

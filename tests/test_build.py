@@ -19,6 +19,7 @@ from rag.catalog.catalog import split_authors
 from rag.cli.app import app
 from rag.errors import BuildLocked, IndexMismatch, IndexMissing
 from rag.library import Library
+from rag.retrieve.query import named_papers, paper_names, record_titles
 from rag.settings import Settings
 from rag.store.snapshot import Snapshot
 from rag.store.home import Home
@@ -100,6 +101,17 @@ def test_ask_cites_pages_that_hold_the_text(settings):
     assert top.version == "2302.07302v1" and top.url.startswith("https://arxiv.org/pdf/2302.07302v1#page=")
     assert top.label.startswith("Chang et al. 2023, p")
     assert len({p.citation.source_id for p in answer.passages if p.citation.source_id == top.source_id}) <= 2
+
+
+def test_the_build_stores_the_names_that_single_out_a_paper(settings):
+    """Stored so that a cold `ask` reads one file rather than every source record; equal to computing them."""
+    library = Library(settings)
+    library.build()
+    snapshot = library.snapshot()
+    stored = snapshot.extra("paper_names")
+    titles = record_titles(snapshot.sources[sid] for sid in snapshot.source_ids)
+    assert stored and stored == paper_names(titles, snapshot.extra("acronyms", {}))
+    assert named_papers("what does the paper Chang et al. wrote in 2302.07302 say", stored) == {"arxiv:2302.07302"}
 
 
 def test_dense_scores_equal_numpy_cosine(settings):

@@ -20,6 +20,7 @@ from rag.embed import Embedder, ModelInfo, embed_chunks, open_embedder
 from rag.eval.files import BeirData, BeirDoc, load_beir
 from rag.eval.metrics import Metrics, score_run
 from rag.extract.chunk import CHUNKER_VERSION, chunk_document, chunk_recipe
+from rag.retrieve.query import paper_names, record_titles
 from rag.retrieve.search import rank
 from rag.settings import Settings
 from rag.store.home import Home, sha256
@@ -85,7 +86,9 @@ def beir_snapshot(data: BeirData, embedder: Embedder, settings: Settings, home: 
         manifest = new_manifest(model=ModelInfo.of(embedder).to_dict(),
                                 chunker=chunk_recipe(max_tokens, settings.chunk_overlap), records=records,
                                 chunks=len(chunks), eval={"title": title, "documents": len(data.corpus)})
-        write_snapshot(private, SnapshotData(manifest, chunks, vectors, records), exact_max=settings.exact_max, keep=1)
+        extras = {"paper_names": paper_names(record_titles(records))}  # what the focus rule reads; no acronyms
+        write_snapshot(private, SnapshotData(manifest, chunks, vectors, records, extras), exact_max=settings.exact_max,
+                       keep=1)
         return Snapshot.open_current(private), False
 
 

@@ -243,30 +243,36 @@ _COINED = re.compile(r"^[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9\-]*$|^[A-Z0-9\-]{3,}$")
 _SHORT_TITLE_WORDS = 4
 
 
+def record_titles(records) -> dict[str, str]:
+    """Source id -> the title a paper goes by: the one its document gave, else the reading list's."""
+    return {r.source.id: r.title or r.source.title for r in records}
+
+
 def paper_names(titles: Mapping[str, str], acronyms: Mapping[str, str] | None = None) -> dict[str, str]:
     """Lowercased name -> source id, for the names that single out one paper: the title before its colon
     ("Switch Transformers", "GQA"), a whole title of at most four words ("Mixtral of Experts"), the title's coined
     words ("PaLM", "LoRA", "DeepSeekMoE"; not in a title set all in capitals), and the short form of an acronym whose
     long form the title holds ("DPO" for "Direct Preference Optimization: ..."). A name two papers share is none."""
     owners: dict[str, set[str]] = defaultdict(set)
+    long_forms = [(short, long.lower()) for short, long in (acronyms or {}).items() if " " in long]
     for source_id, title in titles.items():
-        for name in _title_names(" ".join(title.split()), acronyms or {}):
+        for name in _title_names(" ".join(title.split()), long_forms):
             owners[name.lower()].add(source_id)
     return {name: ids.pop() for name, ids in owners.items() if len(ids) == 1 and len(name) >= 3}
 
 
-def _title_names(title: str, acronyms: Mapping[str, str]) -> list[str]:
+def _title_names(title: str, long_forms: list[tuple[str, str]]) -> list[str]:
     if not title:
         return []
     head = title.split(":")[0].strip() if ":" in title else ""
     names = [head] if head and len(head.split()) <= _SHORT_TITLE_WORDS else []
     if not head and len(title.split()) <= _SHORT_TITLE_WORDS:
         names.append(title.rstrip("."))
-    letters = [c for c in title if c.isalpha()]
-    if sum(c.isupper() for c in letters) < 0.6 * len(letters):  # not a title set all in capitals
+    letters = sum(map(str.isalpha, title))
+    if sum(map(str.isupper, title)) < 0.6 * letters:  # not a title set all in capitals
         names += [w.strip("(),.?!") for w in title.split() if _COINED.match(w.strip("(),.?!"))]
     lowered = title.lower()
-    names += [short for short, long in acronyms.items() if " " in long and long.lower() in lowered]
+    names += [short for short, long in long_forms if long in lowered]
     return names
 
 

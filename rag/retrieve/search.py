@@ -21,7 +21,7 @@ import numpy as np
 from rag.errors import FilterError, SettingsError
 from rag.ids import id_at_end
 from rag.retrieve.cite import cite
-from rag.retrieve.query import Query, named_papers, paper_names, parse_query
+from rag.retrieve.query import Query, named_papers, paper_names, parse_query, record_titles
 from rag.settings import Settings
 from rag.store.index import top_rows
 from rag.store.snapshot import Snapshot
@@ -262,11 +262,16 @@ _NAMES: "weakref.WeakKeyDictionary[Snapshot, dict[str, str]]" = weakref.WeakKeyD
 
 
 def _paper_names(snapshot: Snapshot) -> dict[str, str]:
-    """Names that single out one paper of the snapshot (rag.retrieve.query.paper_names), computed once."""
+    """Names that single out one paper of the snapshot (rag.retrieve.query.paper_names): stored by the build
+    (a cold `ask` over thousands of sources then reads one file instead of every source's record), or computed
+    once for a snapshot made before it stored them."""
     names = _NAMES.get(snapshot)
     if names is None:
-        titles = {sid: snapshot.sources[sid].title or snapshot.sources[sid].source.title for sid in snapshot.source_ids}
-        names = _NAMES[snapshot] = paper_names(titles, snapshot.extra("acronyms", {}))
+        names = snapshot.extra("paper_names")
+        if names is None:
+            titles = record_titles(snapshot.sources[sid] for sid in snapshot.source_ids)
+            names = paper_names(titles, snapshot.extra("acronyms", {}))
+        _NAMES[snapshot] = names
     return names
 
 
