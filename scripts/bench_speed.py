@@ -82,7 +82,7 @@ def bench_memory(args: argparse.Namespace) -> None:
     print(f"  {result['chunks']} chunks ({result['embedded']} encoded) in {result['wall_s']:.0f} s; "
           f"stages {result['timings']}")
     print(f"  build process peak RSS {result['peak_mb']:.0f} MB (target <= 800); one-time ONNX export child "
-          f"{result['export_child_mb']:.0f} MB; torch imported by the build process: {result['torch']}")
+          f"{result['child_mb']:.0f} MB; torch imported by the build process: {result['torch']}")
 
 
 def bench_answer(args: argparse.Namespace) -> None:
