@@ -167,12 +167,14 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
     if previous is not None and _same_content(previous, manifest, chunks):
         notes = ("nothing changed: the published snapshot is up to date", *notes)
         return BuildReport(previous.id, False, notes=notes, nothing_fetched=nothing, **counts)
+    segmented = _segmented(previous) if settings.sentence_vectors else {}
     if previous is not None:
         previous.close()  # its reader lock would keep the pruning below from deleting it
     sentences = None
     if settings.sentence_vectors:
         with clock.stage("sentences"):
-            sentences = _sentences(chunks, embedder, home, settings.batch_size)
+            with home.embedding_cache(embedder.fingerprint) as cache:
+                sentences = sentence_table(chunks, embedder, cache, settings.batch_size, segmented)
     with clock.stage("index"):
         manifest["timings"] = dict(clock.timings)
         acronyms = mine_acronyms(chunks)
@@ -183,29 +185,52 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
     return BuildReport(snapshot_id, True, notes=notes, nothing_fetched=nothing, **counts)
 
 
-def _sentences(chunks: list[Chunk], embedder: Embedder, home: Home, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def sentence_table(chunks: list[Chunk], embedder: Embedder, cache, batch_size: int,
+                   segmented: dict[tuple[str, str], list[tuple[int, int]]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(spans, vectors) of the answer's candidate sentences of every body chunk (rag.store.sentences): spans are
-    (row, start, end) in the chunk's whitespace-normalized text. Vectors are cached by sentence text, so a rebuild
-    encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
+    (row, start, end) in the chunk's whitespace-normalized text. A chunk the last snapshot held (same text and
+    section, same SENTENCES_VERSION) keeps its spans from there (`segmented`), so a rebuild segments only new
+    chunks: pysbd is about half of this stage. Vectors are cached by sentence text in `cache` (an open
+    EmbeddingCache), so a rebuild encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
+    segmented = segmented or {}
     spans, keys, texts = [], [], {}
     for row, chunk in enumerate(chunks):
         if chunk.is_references:
             continue
-        normalized, cursor = normalize_space(chunk.text), 0
-        for sentence in answer_sentences(chunk.text, chunk.section):
-            start = normalized.find(sentence, cursor)
-            if start < 0:  # not verbatim after all: the answer segments and encodes this chunk itself
-                continue
-            cursor = start + len(sentence)
+        normalized = normalize_space(chunk.text)
+        found = segmented.get((chunk.hash, chunk.section))
+        for start, end in _spans(normalized, chunk) if found is None else found:
+            sentence = normalized[start:end]
             key = hashlib.sha256(b"sentence\0" + sentence.encode()).hexdigest()
-            spans.append((row, start, cursor))
+            spans.append((row, start, end))
             keys.append(key)
             texts[key] = sentence
-    with home.embedding_cache(embedder.fingerprint) as cache:
-        encoder = StreamingEncoder(embedder, cache, batch_size=batch_size, progress=None)
-        encoder.add_texts(texts)
-        vectors = encoder.finish_keys(keys)
+    encoder = StreamingEncoder(embedder, cache, batch_size=batch_size, progress=None)
+    encoder.add_texts(texts)
+    vectors = encoder.finish_keys(keys)
     return np.array(spans, np.int32).reshape(-1, 3), vectors
+
+
+def _spans(normalized: str, chunk: Chunk) -> list[tuple[int, int]]:
+    """Where the answer's sentences of a chunk sit in its normalized text; one not found verbatim is left out
+    (the answer then segments and encodes that chunk itself)."""
+    found, cursor = [], 0
+    for sentence in answer_sentences(chunk.text, chunk.section):
+        start = normalized.find(sentence, cursor)
+        if start >= 0:
+            cursor = start + len(sentence)
+            found.append((start, cursor))
+    return found
+
+
+def _segmented(previous: Snapshot | None) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """(chunk hash, section) -> the sentence spans the last snapshot stored for that chunk, when it stored them by
+    this SENTENCES_VERSION; empty otherwise."""
+    if previous is None or previous.manifest.get("dense", {}).get("sentences") != SENTENCES_VERSION:
+        return {}
+    chunks = previous.all_chunks()
+    stored = previous.sentences(range(len(chunks))) or {}
+    return {(c.hash, c.section): stored.get(row, ([], None))[0] for row, c in enumerate(chunks) if not c.is_references}
 
 
 def _usable(records) -> int:
