@@ -172,7 +172,8 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
     sentences = None
     if settings.sentence_vectors:
         with clock.stage("sentences"):
-            sentences = _sentences(chunks, embedder, home, settings.batch_size)
+            with home.embedding_cache(embedder.fingerprint) as cache:
+                sentences = sentence_table(chunks, embedder, cache, settings.batch_size)
     with clock.stage("index"):
         manifest["timings"] = dict(clock.timings)
         data = SnapshotData(manifest, chunks, vectors, records, {"acronyms": mine_acronyms(chunks)}, sentences)
@@ -181,10 +182,10 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
     return BuildReport(snapshot_id, True, notes=notes, nothing_fetched=nothing, **counts)
 
 
-def _sentences(chunks: list[Chunk], embedder: Embedder, home: Home, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def sentence_table(chunks: list[Chunk], embedder: Embedder, cache, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(spans, vectors) of the answer's candidate sentences of every body chunk (rag.store.sentences): spans are
-    (row, start, end) in the chunk's whitespace-normalized text. Vectors are cached by sentence text, so a rebuild
-    encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
+    (row, start, end) in the chunk's whitespace-normalized text. Vectors are cached by sentence text in `cache` (an
+    open EmbeddingCache), so a rebuild encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
     spans, keys, texts = [], [], {}
     for row, chunk in enumerate(chunks):
         if chunk.is_references:
@@ -199,10 +200,9 @@ def _sentences(chunks: list[Chunk], embedder: Embedder, home: Home, batch_size: 
             spans.append((row, start, cursor))
             keys.append(key)
             texts[key] = sentence
-    with home.embedding_cache(embedder.fingerprint) as cache:
-        encoder = StreamingEncoder(embedder, cache, batch_size=batch_size, progress=None)
-        encoder.add_texts(texts)
-        vectors = encoder.finish_keys(keys)
+    encoder = StreamingEncoder(embedder, cache, batch_size=batch_size, progress=None)
+    encoder.add_texts(texts)
+    vectors = encoder.finish_keys(keys)
     return np.array(spans, np.int32).reshape(-1, 3), vectors
 
 

@@ -45,3 +45,18 @@ class StoredSentences:
                 spans = [(int(a), int(b)) for _, a, b in self.spans[lo:hi]]
                 found[row] = (spans, np.asarray(self.vectors[lo:hi], np.float32))
         return found
+
+    def best_cosine(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Per row, the highest cosine of `query` (a unit vector) to one of that chunk's stored sentences; NaN
+        for a row the build stored no sentence for (references, a chunk of junk, a stub)."""
+        rows = np.asarray(rows, np.int64)
+        lo, hi = np.searchsorted(self._rows, rows), np.searchsorted(self._rows, rows + 1)
+        counts = hi - lo
+        best = np.full(rows.shape[0], np.nan)
+        has = counts > 0
+        if has.any():
+            counts, firsts = counts[has], np.cumsum(counts[has]) - counts[has]
+            index = np.repeat(lo[has] - firsts, counts) + np.arange(int(counts.sum()))  # every sentence, row by row
+            cosines = np.asarray(self.vectors[index], np.float32) @ np.asarray(query, np.float32)
+            best[has] = np.maximum.reduceat(cosines, firsts)
+        return best
