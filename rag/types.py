@@ -98,7 +98,7 @@ class Heading:
     page: int
     offset: int
     level: int = 1
-    is_references: bool = False
+    is_references: bool = False  # a reference list, or a table of contents: searched only when asked for
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,59 @@ KNOWN_PHRASES = [
 ]
 
 
+# Lines of real tables of contents: Switch Transformers (2101.03961v3) p. 2-3, and the appendix of the
+# classifier-free guidance paper (2306.17806v1) p. 16, as pypdf reads them.
+SWITCH_CONTENTS = (
+    "Contents\n1 Introduction 3\n2 Switch Transformer 4\n"
+    "2.1 Simplifying Sparse Routing . . . . . . . . . . . . . . . . . . . . . . . . . . . 5\n"
+    "2.2 Efficient Sparse Routing . . . . . . . . . . . . . . . . . . . . . . . . . . . . . 6\n"
+    "5 Designing Models with Data, Model, and Expert-Parallelism 18\n9 Conclusion 27\nA Switch for Attention 27\n"
+    "B Preventing Token Dropping with No-Token-Left-Behind 29\n∗Corresponding author"
+)
+SWITCH_BODY = ("1. Introduction\nLarge scale training has been an effective path towards flexible and powerful neural "
+               "language models (Radford et al., 2018; Kaplan et al., 2020; Brown et al., 2020).\n"
+               "2. Switch Transformer\nThe guiding design principle for Switch Transformers is to maximize the "
+               "parameter count of a Transformer model.")
+CFG_APPENDIX = (
+    "Appendix\nTable of Contents\nA Author Contributions 16\nB Additional Related Works 17\n"
+    "B.1 CFG . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . 17\n"
+    "C Charts 17\nA Author Contributions\nThis work is a spontaneous collaboration between EleutherAI members "
+    "and EleutherAI’s Discord’s members."
+)
+
+
+def test_a_table_of_contents_is_one_section_marked_like_the_references():
+    from rag.extract.extract import detect_headings
+    from rag.types import Page
+
+    found = [(h.title, h.page, h.is_references)
+             for h in detect_headings((Page(1, f"Abstract\n{FILLER}"), Page(2, SWITCH_CONTENTS), Page(3, SWITCH_BODY)))]
+    assert found == [("Abstract", 1, False), ("Contents", 2, True), ("1. Introduction", 3, False),
+                     ("2. Switch Transformer", 3, False)]  # no entry is a heading; the numbering starts over at 1
+    appendix = [(h.title, h.is_references) for h in detect_headings((Page(16, CFG_APPENDIX),))]
+    assert appendix == [("Appendix", False), ("Table of Contents", True), ("A Author Contributions", False)]
+    prose = detect_headings((Page(1, f"Contents\n{FILLER}\n1 Introduction\n{FILLER}"),))
+    assert [(h.title, h.is_references) for h in prose] == [("Contents", True), ("1 Introduction", False)]
+
+
+def test_real_table_of_contents_is_left_out_of_search_and_answers():
+    """Switch Transformers' contents (p. 2) named every section, and so outranked the pages that answer."""
+    from conftest import shared_path
+
+    from rag.embed.model import HashEmbedder
+    from rag.extract.chunk import chunk_document
+
+    raw = shared_path("seed_pdfs", "2101.03961v3.pdf").read_bytes()
+    document = extract(fetched("pdf", "arxiv:2101.03961"), raw)
+    chunks = chunk_document(document, HashEmbedder(), max_tokens=256, overlap=32)
+    marked = [c for c in chunks if c.is_references and c.section == "Contents"]
+    assert marked and {c.page_start for c in marked} == {2}
+    assert all("Simplifying Sparse Routing . ." not in c.text for c in chunks if not c.is_references)
+    body = [c for c in chunks if c.page_start in (3, 5)]
+    assert body and not any(c.is_references for c in body)
+    assert {c.section for c in chunks if c.page_start == 5} >= {"2.1 Simplifying Sparse Routing"}
+
+
 @pytest.fixture(scope="module")
 def real_documents() -> dict[str, Document]:
     from conftest import shared_path

@@ -300,3 +300,90 @@ def test_empty_snapshot_returns_no_hits(rag_home, embedder):
     write_snapshot(Home(rag_home), data, exact_max=10, keep=1)
     assert retrieve(Snapshot.open_current(Home(rag_home)), embedder, "anything", Settings()).hits == ()
 
+
+
+# ---- sentence max-sim ----------------------------------------------------------------------------------------
+
+FOCUSED = ("We trained the model with the Adafactor optimizer and an inverse square root learning rate schedule. "
+           "The dataset mixes web pages, books and code in equal parts. Evaluation covers summarization, "
+           "translation and question answering benchmarks.")
+DIFFUSE = ("The model was trained on the rate of tokens per second the schedule allows. Which layers of the model "
+           "matter most is studied in the optimizer ablation. The learning curves of the trained model are shown "
+           "for each rate.")
+OTHER = "Rotary position embedding rotates query and key vectors by an angle that grows with the position."
+SCHEDULE_QUESTION = "Which optimizer and learning rate schedule trained the model?"
+
+
+def build_with_sentences(home: Path, texts: list[str], *, references: tuple[int, ...] = ()) -> Snapshot:
+    """A snapshot of one paper whose build stored the answer's sentence vectors, as `rag build` does."""
+    from rag.build import sentence_table
+
+    embedder = HashEmbedder()
+    the_chunks = [Chunk(source_id=GQA, ordinal=i, text=text, page_start=i + 1, page_end=i + 1,
+                        section="References" if i in references else "Method", is_references=i in references)
+                  for i, text in enumerate(texts)]
+    with Home(home).embedding_cache(embedder.fingerprint) as cache:
+        sentences = sentence_table(the_chunks, embedder, cache, batch_size=8)
+    data = SnapshotData({"model": "hash"}, the_chunks, embedder.encode(texts), records()[:1], {}, sentences)
+    write_snapshot(Home(home), data, exact_max=50_000, keep=2)
+    return Snapshot.open_current(Home(home))
+
+
+def test_best_sentence_cosine_matches_numpy_over_each_chunks_sentences(rag_home, embedder):
+    from rag.answer.extractive import answer_sentences
+
+    texts = [FOCUSED, DIFFUSE, OTHER, "Noam Shazeer. 2019. Fast transformer decoding. arXiv preprint."]
+    snapshot = build_with_sentences(rag_home, texts, references=(3,))
+    query = embedder.encode([SCHEDULE_QUESTION])[0]
+    rows = np.array([3, 0, 2, 1])
+    best = snapshot.sentence_cosines(rows, query)
+    for row, value in zip(rows, best):
+        if row == 3:  # a reference chunk: the build stores no sentence for it
+            assert np.isnan(value)
+        else:
+            expected = max(embedder.encode(answer_sentences(texts[row])) @ query)
+            assert value == pytest.approx(expected, abs=1e-3)  # float16 storage
+    assert len(answer_sentences(FOCUSED)) == 3 and snapshot.sentence_cosines(np.array([], int), query).size == 0
+
+
+def test_a_chunk_with_one_answering_sentence_beats_a_diffuse_one(rag_home, embedder):
+    snapshot = build_with_sentences(rag_home, [FOCUSED, DIFFUSE, OTHER])
+    query = embedder.encode([SCHEDULE_QUESTION])[0]
+    chunk_only = rank(snapshot, query, SCHEDULE_QUESTION, Settings(lexical_weight=0.0, sentence_weight=0.0))
+    by_sentence = rank(snapshot, query, SCHEDULE_QUESTION, Settings(lexical_weight=0.0, sentence_weight=1.0))
+    assert chunk_only[0].row == 1  # the whole diffuse chunk is nearer the question ...
+    assert by_sentence[0].row == 0  # ... but one sentence of the focused chunk is nearer still
+
+
+def test_hybrid_with_sentences_is_a_three_way_zscore_mix(rag_home, embedder):
+    snapshot = build_with_sentences(rag_home, [FOCUSED, DIFFUSE, OTHER, "Books and code. Mixed parts."])
+    query = embedder.encode([SCHEDULE_QUESTION])[0]
+    hits = rank(snapshot, query, SCHEDULE_QUESTION, Settings(lexical_weight=0.3, sentence_weight=0.4))
+    rows = np.array([h.row for h in hits])
+    dense = np.array([h.dense_score for h in hits])
+    lexical = np.array([h.lexical_score for h in hits])
+    sentence = snapshot.sentence_cosines(rows, query)
+    has = ~np.isnan(sentence)
+    assert has.sum() == 3  # the chunk of junk has no stored sentence: it keeps its own cosine's z-score
+    by_sentence = zscore(dense)
+    by_sentence[has] = zscore(sentence[has])
+    expected = 0.3 * zscore(lexical) + 0.7 * (0.6 * zscore(dense) + 0.4 * by_sentence)
+    np.testing.assert_allclose([h.score for h in hits], expected, atol=1e-9)
+    np.testing.assert_allclose(fuse_zscore(dense, lexical, 0.3, sentence, 0.4), expected, atol=1e-12)
+
+
+def test_zscore_fusion_with_sentences_on_a_hand_worked_example():
+    dense, lexical, sentence = np.array([0.9, 0.5, 0.1]), np.zeros(3), np.array([0.2, 0.8, np.nan])
+    z = math.sqrt(1.5)
+    # sentence z over the two rows that have sentences: [-1, 1]; the third keeps its dense z (-z)
+    np.testing.assert_allclose(fuse_zscore(dense, lexical, 0.0, sentence, 0.25),
+                               [0.75 * z - 0.25, 0.25, -z])
+
+
+def test_a_snapshot_without_sentence_vectors_ranks_as_before(snapshot, embedder):
+    question = "memory bandwidth of decoding with one expert"
+    query = embedder.encode([question])[0]
+    assert snapshot.sentence_cosines(np.arange(snapshot.size), query) is None
+    with_weight = rank(snapshot, query, question, Settings(sentence_weight=0.5))
+    without = rank(snapshot, query, question, Settings(sentence_weight=0.0))
+    assert with_weight == without

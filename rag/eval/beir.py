@@ -16,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 
+from rag.answer.extractive import SENTENCES_VERSION
+from rag.build import sentence_table
 from rag.embed import Embedder, ModelInfo, embed_chunks, open_embedder
 from rag.eval.files import BeirData, BeirDoc, load_beir
 from rag.eval.metrics import Metrics, score_run
@@ -64,10 +66,12 @@ def beir_document(doc: BeirDoc, title: TitleMode = "sentence") -> Document:
 
 
 def recipe_key(corpus: Sequence[BeirDoc], embedder: Embedder, *, max_tokens: int, overlap: int,
-               title: TitleMode) -> str:
-    """What decides the snapshot: the documents, the model, the chunker and its settings, the title handling."""
+               title: TitleMode, sentences: bool = False) -> str:
+    """What decides the snapshot: the documents, the model, the chunker and its settings, the title handling,
+    and whether (and in which version) it stores the sentences' vectors."""
     digest = sha256("\n".join(f"{d.id}\0{d.title}\0{d.text}" for d in corpus))
-    return sha256(f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}")[:16]
+    key = f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}"
+    return sha256(key + (f":sentences{SENTENCES_VERSION}" if sentences else ""))[:16]
 
 
 def beir_snapshot(data: BeirData, embedder: Embedder, settings: Settings, home: Home, *,
@@ -75,7 +79,8 @@ def beir_snapshot(data: BeirData, embedder: Embedder, settings: Settings, home: 
     """The eval snapshot of `data.corpus` for this recipe, in a private Home under `home`: opened if built
     before, else built once. Returns (Snapshot, reused)."""
     max_tokens = settings.chunk_tokens or embedder.max_tokens
-    key = recipe_key(data.corpus, embedder, max_tokens=max_tokens, overlap=settings.chunk_overlap, title=title)
+    key = recipe_key(data.corpus, embedder, max_tokens=max_tokens, overlap=settings.chunk_overlap, title=title,
+                     sentences=settings.sentence_vectors)
     private = home.eval_home(key)
     with private.build_lock():
         if current_id(private) is not None:
@@ -83,12 +88,14 @@ def beir_snapshot(data: BeirData, embedder: Embedder, settings: Settings, home: 
         chunks, records = _chunked(data.corpus, embedder, max_tokens, settings.chunk_overlap, title, progress)
         with home.eval_embedding_cache(embedder.fingerprint) as cache:
             vectors, _ = embed_chunks(chunks, embedder, cache, batch_size=settings.batch_size, progress=progress)
+            sentences = (sentence_table(chunks, embedder, cache, settings.batch_size)
+                         if settings.sentence_vectors else None)
         manifest = new_manifest(model=ModelInfo.of(embedder).to_dict(),
                                 chunker=chunk_recipe(max_tokens, settings.chunk_overlap), records=records,
                                 chunks=len(chunks), eval={"title": title, "documents": len(data.corpus)})
         extras = {"paper_names": paper_names(record_titles(records))}  # what the focus rule reads; no acronyms
-        write_snapshot(private, SnapshotData(manifest, chunks, vectors, records, extras), exact_max=settings.exact_max,
-                       keep=1)
+        write_snapshot(private, SnapshotData(manifest, chunks, vectors, records, extras, sentences=sentences),
+                       exact_max=settings.exact_max, keep=1)
         return Snapshot.open_current(private), False
 
 

@@ -16,7 +16,7 @@ from rag.store.home import sha256
 from rag.types import Document, Fetched, Heading, Page, Source
 
 # Bump whenever the pages or headings extracted from the same bytes would change (it keys the document cache).
-EXTRACTOR_VERSION = "4"  # 4: only runs of running lines at a page's very top or bottom are dropped
+EXTRACTOR_VERSION = "5"  # 5: a table of contents is its own section, marked like the references
 
 _KNOWN_SECTIONS = (
     r"abstract|introduction|related work|background|preliminaries|methods?|methodology|approach|"
@@ -32,6 +32,9 @@ _NUMBERED_RE = re.compile(r"(\d{1,2}(?:\.\d{1,2}){0,3})\.?\s+([A-Z][^\n]*)")
 _LETTERED_RE = re.compile(r"([A-H])((?:\.\d{1,2}){0,2})\.?\s+([A-Z][^\n]*)")
 _ALL_CAPS_RE = re.compile(r"(?:\d{1,2}(?:\.\d{1,2})*\.?\s+)?[A-Z][A-Z &:,'’\-]+")
 _REFERENCES_RE = re.compile(r"references|bibliography|works cited|literature cited", re.IGNORECASE)
+_CONTENTS_RE = re.compile(r"(?:table of )?contents", re.IGNORECASE)
+# An entry of a table of contents: a title, then (after dot leaders or spaces) its page number.
+_CONTENTS_ENTRY_RE = re.compile(r"\S.*?(?:\s\.){2,}\s*\d{1,3}|\S.*[A-Za-z)]\s+\d{1,3}")
 
 
 def extract(fetched: Fetched, raw: bytes) -> Document:
@@ -142,22 +145,45 @@ def detect_headings(pages: tuple[Page, ...]) -> tuple[Heading, ...]:
     all-caps lines. Numbered headings must follow the numbering so far (same or next top number); inside
     the references only appendix-like headings count, so reference lines are not taken for headings."""
     headings: list[Heading] = []
-    state = {"top": 0, "in_refs": False}
+    state = {"top": 0, "in_refs": False, "in_contents": False}
     for page in pages:
         offset, previous = 0, None
         for line in page.text.split("\n"):
-            found = _heading(line, state)
-            if found and previous and _continues(previous.title, line):
+            found = _contents(line, state) or _heading(line, state)
+            if found == "entry":
+                previous = None
+            elif found and previous and _continues(previous.title, line):
                 headings[-1] = previous = dataclasses.replace(previous, title=f"{previous.title} {line}")
             elif found:
                 title, level, is_refs = found
                 previous = Heading(title, page.number, offset, level=level, is_references=is_refs)
                 headings.append(previous)
-                state["in_refs"] = is_refs
+                state["in_refs"] = is_refs and not state["in_contents"]
             else:
                 previous = None
             offset += len(line) + 1
     return _drop_repeated(headings)
+
+
+def _contents(line: str, state: dict) -> tuple[str, int, bool] | str | None:
+    """A table of contents: its `Contents` line starts a section marked like the references (navigation, not
+    text: it answers nothing, and its entries, `2.1 Simplifying Sparse Routing . . . 5`, name every section a
+    question might ask about); its entries are not headings. The first heading that is no entry ends it."""
+    stripped = line.strip()
+    if _CONTENTS_RE.fullmatch(stripped) and not state["in_refs"] and not state["in_contents"]:
+        state["in_contents"] = True
+        return stripped, 1, True
+    if not state["in_contents"]:
+        return None
+    if _CONTENTS_ENTRY_RE.fullmatch(stripped):
+        return "entry"
+    if _heading(line, dict(state)):  # a heading that is no entry: the contents are over (the caller takes it)
+        state["in_contents"] = False
+        return None
+    lettered = _lettered(stripped)  # an appendix's own `A Author Contributions` after its contents
+    if lettered:
+        state["in_contents"] = False
+    return lettered
 
 
 def _continues(title: str, line: str) -> bool:

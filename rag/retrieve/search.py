@@ -8,6 +8,10 @@ same scale for every query (so hits of a comparison's side queries can be merged
 Measured through `rag eval --beir` on SciFact (nDCG@10, bundled model, chunked index; weight 0.4 picked on
 train, where 0.35-0.5 is flat): test 0.733 vs RRF 0.704, BM25 0.676, dense 0.652 (train 0.734). "rrf" is plain
 reciprocal-rank fusion, sum of 1 / (rrf_k + rank), over the two candidate lists.
+
+Where the build stored the answer's sentence vectors (rag.store.sentences), the dense share is split between the
+chunk's cosine and its best sentence's cosine (RAG_SENTENCE_WEIGHT; README, Quality): a chunk holding one sentence
+that answers ranks above one that is only about the topic throughout.
 """
 
 from __future__ import annotations
@@ -150,8 +154,20 @@ def zscore(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
 
 
-def fuse_zscore(dense: np.ndarray, lexical: np.ndarray, lexical_weight: float) -> np.ndarray:
-    return lexical_weight * zscore(lexical) + (1.0 - lexical_weight) * zscore(dense)
+def fuse_zscore(dense: np.ndarray, lexical: np.ndarray, lexical_weight: float, sentence: np.ndarray | None = None,
+                sentence_weight: float = 0.0) -> np.ndarray:
+    """lexical_weight * z(BM25) + the rest to z(cosine); given each row's best sentence cosine (NaN: the row has
+    no stored sentence), that rest is split (1 - sentence_weight) * z(cosine) + sentence_weight * z(sentence),
+    the sentence cosines z-scored over the rows that have them and a row without taking its z(cosine) instead
+    (a table or code chunk is neither helped nor hurt by having no answer sentences)."""
+    semantic = zscore(dense)
+    if sentence is not None and sentence_weight > 0:
+        sentence = np.asarray(sentence, np.float64)
+        has = ~np.isnan(sentence)
+        by_sentence = semantic.copy()
+        by_sentence[has] = zscore(sentence[has])
+        semantic = (1.0 - sentence_weight) * semantic + sentence_weight * by_sentence
+    return lexical_weight * zscore(lexical) + (1.0 - lexical_weight) * semantic
 
 
 def fuse_rrf(dense_rank: np.ndarray, lexical_rank: np.ndarray, rrf_k: int = RRF_K) -> np.ndarray:
@@ -193,7 +209,9 @@ def rank(
     elif mode == "lexical":
         fused = lexical_scores
     elif fusion == "zscore":
-        fused = fuse_zscore(dense_scores, lexical_scores, lexical_weight)
+        weight = settings.sentence_weight
+        sentence = snapshot.sentence_cosines(rows, query_vector) if weight > 0 else None
+        fused = fuse_zscore(dense_scores, lexical_scores, lexical_weight, sentence, weight)
     else:
         fused = fuse_rrf(dense_rank, lexical_rank)
     order = np.lexsort((rows, -np.asarray(fused, np.float64)))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.blas import dot_rows
+
 SPANS, VECTORS = "sentence_spans.npy", "sentences.npy"
 
 
@@ -45,3 +47,18 @@ class StoredSentences:
                 spans = [(int(a), int(b)) for _, a, b in self.spans[lo:hi]]
                 found[row] = (spans, np.asarray(self.vectors[lo:hi], np.float32))
         return found
+
+    def best_cosine(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Per row, the highest cosine of `query` (a unit vector) to one of that chunk's stored sentences; NaN
+        for a row the build stored no sentence for (references, a chunk of junk, a stub)."""
+        rows = np.asarray(rows, np.int64)
+        lo, hi = np.searchsorted(self._rows, rows), np.searchsorted(self._rows, rows + 1)
+        counts = hi - lo
+        best = np.full(rows.shape[0], np.nan)
+        has = counts > 0
+        if has.any():
+            counts, firsts = counts[has], np.cumsum(counts[has]) - counts[has]
+            index = np.repeat(lo[has] - firsts, counts) + np.arange(int(counts.sum()))  # every sentence, row by row
+            cosines = dot_rows(np.asarray(self.vectors[index], np.float32), query)
+            best[has] = np.maximum.reduceat(cosines, firsts)
+        return best

@@ -314,6 +314,15 @@ class Snapshot:
                 self._sentences = StoredSentences(self.folder) if StoredSentences.present(self.folder) else False
         return self._sentences.of_rows(rows) if self._sentences else None
 
+    def sentence_cosines(self, rows, query: np.ndarray) -> np.ndarray | None:
+        """Per row, the best cosine of `query` to one of its stored sentences (NaN: none stored for that row);
+        None when this snapshot stored no sentences at all."""
+        self.sentences(())
+        if not self._sentences:
+            return None
+        with self._reading("sentences.npy"):
+            return self._sentences.best_cosine(rows, query)
+
     @property
     def lexical(self) -> LexicalIndex:
         if self._lexical is None:
