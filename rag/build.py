@@ -6,7 +6,6 @@ so a rebuild with nothing changed fetches, extracts and embeds nothing, and publ
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import sqlite3
 import threading
@@ -18,10 +17,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rag.answer.extractive import SENTENCES_VERSION, answer_sentences
+from rag.answer.extractive import SENTENCES_VERSION
 from rag.catalog.catalog import load_list
 from rag.catalog.links import source_url
 from rag.embed import Embedder, ModelInfo, StreamingEncoder, open_embedder
+from rag.embed.sentences import previous_spans, sentence_table
 from rag.errors import HomeUnusable, RagError, SnapshotDamaged
 from rag.extract.chunk import chunk_recipe
 from rag.extract.extract import EXTRACTOR_VERSION, stub_document
@@ -31,7 +31,6 @@ from rag.retrieve.query import mine_acronyms, paper_names, record_titles
 from rag.settings import Settings
 from rag.store.home import Home, describe_os_error
 from rag.store.snapshot import Snapshot, SnapshotData, current_id, new_manifest, write_snapshot
-from rag.text import normalize_space
 from rag.types import Chunk, Fetched, Progress, Source, SourceRecord
 
 
@@ -167,7 +166,7 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
     if previous is not None and _same_content(previous, manifest, chunks):
         notes = ("nothing changed: the published snapshot is up to date", *notes)
         return BuildReport(previous.id, False, notes=notes, nothing_fetched=nothing, **counts)
-    segmented = _segmented(previous) if settings.sentence_vectors else {}
+    segmented = previous_spans(previous) if settings.sentence_vectors else {}
     if previous is not None:
         previous.close()  # its reader lock would keep the pruning below from deleting it
     sentences = None
@@ -183,54 +182,6 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
         snapshot_id = write_snapshot(home, data, exact_max=settings.exact_max, keep=settings.keep_snapshots,
                                      gate=gate)
     return BuildReport(snapshot_id, True, notes=notes, nothing_fetched=nothing, **counts)
-
-
-def sentence_table(chunks: list[Chunk], embedder: Embedder, cache, batch_size: int,
-                   segmented: dict[tuple[str, str], list[tuple[int, int]]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(spans, vectors) of the answer's candidate sentences of every body chunk (rag.store.sentences): spans are
-    (row, start, end) in the chunk's whitespace-normalized text. A chunk the last snapshot held (same text and
-    section, same SENTENCES_VERSION) keeps its spans from there (`segmented`), so a rebuild segments only new
-    chunks: pysbd is about half of this stage. Vectors are cached by sentence text in `cache` (an open
-    EmbeddingCache), so a rebuild encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
-    segmented = segmented or {}
-    spans, keys, texts = [], [], {}
-    for row, chunk in enumerate(chunks):
-        if chunk.is_references:
-            continue
-        normalized = normalize_space(chunk.text)
-        found = segmented.get((chunk.hash, chunk.section))
-        for start, end in _spans(normalized, chunk) if found is None else found:
-            sentence = normalized[start:end]
-            key = hashlib.sha256(b"sentence\0" + sentence.encode()).hexdigest()
-            spans.append((row, start, end))
-            keys.append(key)
-            texts[key] = sentence
-    encoder = StreamingEncoder(embedder, cache, batch_size=batch_size, progress=None)
-    encoder.add_texts(texts)
-    vectors = encoder.finish_keys(keys)
-    return np.array(spans, np.int32).reshape(-1, 3), vectors
-
-
-def _spans(normalized: str, chunk: Chunk) -> list[tuple[int, int]]:
-    """Where the answer's sentences of a chunk sit in its normalized text; one not found verbatim is left out
-    (the answer then segments and encodes that chunk itself)."""
-    found, cursor = [], 0
-    for sentence in answer_sentences(chunk.text, chunk.section):
-        start = normalized.find(sentence, cursor)
-        if start >= 0:
-            cursor = start + len(sentence)
-            found.append((start, cursor))
-    return found
-
-
-def _segmented(previous: Snapshot | None) -> dict[tuple[str, str], list[tuple[int, int]]]:
-    """(chunk hash, section) -> the sentence spans the last snapshot stored for that chunk, when it stored them by
-    this SENTENCES_VERSION; empty otherwise."""
-    if previous is None or previous.manifest.get("dense", {}).get("sentences") != SENTENCES_VERSION:
-        return {}
-    chunks = previous.all_chunks()
-    stored = previous.sentences(range(len(chunks))) or {}
-    return {(c.hash, c.section): stored.get(row, ([], None))[0] for row, c in enumerate(chunks) if not c.is_references}
 
 
 def _usable(records) -> int:

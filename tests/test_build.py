@@ -95,13 +95,13 @@ def test_full_then_noop_then_edit(settings, served, tmp_path):
 def test_a_rebuild_segments_only_the_chunks_it_has_not_seen(settings, monkeypatch):
     """The answer's sentence spans of unchanged chunks come from the last snapshot; only new chunks meet pysbd,
     and the stored table equals what segmenting everything gives."""
-    import rag.build
+    import rag.embed.sentences
 
     settings = settings.with_overrides(sentence_vectors=True)
     first = Library(settings).build()
     segmented = []
-    real = rag.build.answer_sentences
-    monkeypatch.setattr(rag.build, "answer_sentences", lambda text, section: segmented.append(text) or real(text, section))
+    real = rag.embed.sentences.answer_sentences
+    monkeypatch.setattr(rag.embed.sentences, "answer_sentences", lambda text, section: segmented.append(text) or real(text, section))
     write_list(settings.list_path, ["2203.00130", "2302.07302", "2304.02623", "2206.10883"], SOCIAL)
     assert Library(settings).build().published
     snapshot = Snapshot.open_current(Home(settings.home))
@@ -110,8 +110,8 @@ def test_a_rebuild_segments_only_the_chunks_it_has_not_seen(settings, monkeypatc
     assert first.chunks > 0 and new and set(segmented) == new
     from rag.store.sentences import StoredSentences
 
-    with rag.build.Home(settings.home).embedding_cache(snapshot.manifest["model"]["fingerprint"]) as cache:
-        spans, _ = rag.build.sentence_table(chunks, Library(settings).embedder(), cache, 16)
+    with Home(settings.home).embedding_cache(snapshot.manifest["model"]["fingerprint"]) as cache:
+        spans, _ = rag.embed.sentences.sentence_table(chunks, Library(settings).embedder(), cache, 16)
     assert np.array_equal(StoredSentences(snapshot.folder).spans, spans)
 
 

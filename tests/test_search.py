@@ -316,7 +316,7 @@ SCHEDULE_QUESTION = "Which optimizer and learning rate schedule trained the mode
 
 def build_with_sentences(home: Path, texts: list[str], *, references: tuple[int, ...] = ()) -> Snapshot:
     """A snapshot of one paper whose build stored the answer's sentence vectors, as `rag build` does."""
-    from rag.build import sentence_table
+    from rag.embed.sentences import sentence_table
 
     embedder = HashEmbedder()
     the_chunks = [Chunk(source_id=GQA, ordinal=i, text=text, page_start=i + 1, page_end=i + 1,

@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 
 from rag.answer.extractive import SENTENCES_VERSION
-from rag.build import sentence_table
 from rag.embed import Embedder, ModelInfo, embed_chunks, open_embedder
+from rag.embed.sentences import sentence_table
 from rag.eval.files import BeirData, BeirDoc, load_beir
 from rag.eval.metrics import Metrics, score_run
 from rag.extract.chunk import CHUNKER_VERSION, chunk_document, chunk_recipe
