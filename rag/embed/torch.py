@@ -10,7 +10,6 @@ child of a build loads the model with transformers alone (`ExportSource.load`).
 from __future__ import annotations
 
 import inspect
-import json
 import multiprocessing
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +24,7 @@ from rag.embed.model import WordPieces, load_tokenizer, locate_model, recipe_fin
 from rag.embed.onnx import quantize_int8
 from rag.errors import EmbedError
 from rag.settings import default
-from rag.store.models import OnnxExport, Quantize, pooling_mode
+from rag.store.models import OnnxExport, Quantize, model_json, pooling_mode
 
 POOLINGS = ("mean", "cls")  # what the numpy side of rag.embed.onnx can copy
 
@@ -97,7 +96,7 @@ class ExportSource:
         the export child then never imports sentence-transformers, and peaks at ~0.76 GB instead of ~0.87 GB
         (measured on the bundled model; README, Speed)."""
         display, folder = locate_model(name)
-        kinds = [module.get("type", "").rsplit(".", 1)[-1] for module in _json(folder / "modules.json", [])]
+        kinds = [module.get("type", "").rsplit(".", 1)[-1] for module in model_json(folder, "modules.json", [])]
         pooling = pooling_mode(folder)
         if kinds and (kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"}) \
                 or pooling not in POOLINGS:
@@ -113,20 +112,16 @@ class ExportSource:
             raise EmbedError(f"cannot load embedding model {display!r} from {folder}: {exc}; set RAG_MODEL to a "
                              "sentence-transformers model folder, or unset it for the bundled all-MiniLM-L6-v2") from exc
         config = model.config
-        limit = _json(folder / "sentence_bert_config.json", {}).get("max_seq_length") or min(
-            int(_json(folder / "tokenizer_config.json", {}).get("model_max_length", 10**9)),
+        limit = model_json(folder, "sentence_bert_config.json", {}).get("max_seq_length") or min(
+            int(model_json(folder, "tokenizer_config.json", {}).get("model_max_length", 10**9)),
             int(getattr(config, "max_position_embeddings", 512)))
         return cls(display, folder, recipe_fingerprint(folder), int(config.hidden_size), int(limit),
                    _pad_id(folder), pooling, model)
 
 
-def _json(path: Path, missing):
-    return json.loads(path.read_text("utf-8")) if path.is_file() else missing
-
-
 def _pad_id(folder: Path) -> int:
     """The padding token's id, as the model's tokenizer files name it (0 when they name none)."""
-    pad = _json(folder / "tokenizer_config.json", {}).get("pad_token")
+    pad = model_json(folder, "tokenizer_config.json", {}).get("pad_token")
     pad = pad.get("content") if isinstance(pad, dict) else pad
     found = load_tokenizer(folder).token_to_id(pad) if pad else None
     return int(found or 0)

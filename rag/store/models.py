@@ -59,6 +59,12 @@ def max_seq_length(folder: Path, default: int = 256) -> int:
     return default
 
 
+def model_json(folder: Path, name: str, missing=None):
+    """A JSON file of a model folder (modules.json, sentence_bert_config.json, ...); `missing` when it is absent."""
+    path = folder / name
+    return json.loads(path.read_text("utf-8")) if path.is_file() else missing
+
+
 def pooling_mode(folder: Path) -> str:
     """The pooling named by the model's modules.json ("mean", "cls", ...); "mean" when it names none."""
     modules = folder / "modules.json"
