@@ -24,7 +24,7 @@ from rag.embed.model import WordPieces, load_tokenizer, locate_model, recipe_fin
 from rag.embed.onnx import quantize_int8
 from rag.errors import EmbedError
 from rag.settings import default
-from rag.store.models import OnnxExport, Quantize, model_json, pooling_mode
+from rag.store.models import OnnxExport, Quantize, max_seq_length, model_json, pooling_mode
 
 POOLINGS = ("mean", "cls")  # what the numpy side of rag.embed.onnx can copy
 
@@ -96,12 +96,10 @@ class ExportSource:
         the export child then never imports sentence-transformers, and peaks at ~0.76 GB instead of ~0.87 GB
         (measured on the bundled model; README, Speed)."""
         display, folder = locate_model(name)
-        kinds = [module.get("type", "").rsplit(".", 1)[-1] for module in model_json(folder, "modules.json", [])]
-        pooling = pooling_mode(folder)
-        if kinds and (kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"}) \
-                or pooling not in POOLINGS:
-            raise EmbedError(f"{display}: modules {kinds} with {pooling} pooling cannot be exported to ONNX by rag "
-                             "(it handles Transformer + mean/cls Pooling [+ Normalize]); set RAG_ONNX=false to use torch")
+        # no modules.json: sentence-transformers reads the folder as Transformer + mean Pooling
+        kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in model_json(folder, "modules.json", [])] \
+            or ["Transformer", "Pooling"]
+        pooling = _exportable(display, kinds, pooling_mode(folder))
         from transformers import AutoModel
         from transformers.utils import logging as transformers_logging
 
@@ -112,9 +110,9 @@ class ExportSource:
             raise EmbedError(f"cannot load embedding model {display!r} from {folder}: {exc}; set RAG_MODEL to a "
                              "sentence-transformers model folder, or unset it for the bundled all-MiniLM-L6-v2") from exc
         config = model.config
-        limit = model_json(folder, "sentence_bert_config.json", {}).get("max_seq_length") or min(
+        limit = max_seq_length(folder, default=min(
             int(model_json(folder, "tokenizer_config.json", {}).get("model_max_length", 10**9)),
-            int(getattr(config, "max_position_embeddings", 512)))
+            int(getattr(config, "max_position_embeddings", 512))))
         return cls(display, folder, recipe_fingerprint(folder), int(config.hidden_size), int(limit),
                    _pad_id(folder), pooling, model)
 
@@ -198,10 +196,16 @@ def _pooling_of(embedder: SentenceTransformerEmbedder) -> str:
     kinds = [type(module).__name__ for module in embedder.model]
     pooling = pooling_mode(embedder.folder)
     loaded = embedder.model[1].get_config_dict().get("pooling_mode", pooling) if len(kinds) > 1 else None
-    if kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"} or loaded != pooling \
-            or pooling not in POOLINGS:
+    return _exportable(embedder.name, kinds, pooling, loaded=loaded)
+
+
+def _exportable(name: str, kinds: list[str], pooling: str, *, loaded: str | None = "") -> str:
+    """`pooling`, when a model of these modules can be exported (Transformer + mean/cls Pooling [+ Normalize],
+    its loaded Pooling module agreeing with its files when given); else EmbedError naming RAG_ONNX=false."""
+    if kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"} or pooling not in POOLINGS \
+            or loaded not in ("", pooling):
         raise EmbedError(
-            f"{embedder.name}: modules {kinds} with {pooling} pooling cannot be exported to ONNX by rag "
+            f"{name}: modules {kinds} with {pooling} pooling cannot be exported to ONNX by rag "
             "(it handles Transformer + mean/cls Pooling [+ Normalize]); set RAG_ONNX=false to use torch"
         )
     return pooling

@@ -242,4 +242,4 @@ class LexicalIndex:
                 or data.shape != indices.shape or int(indptr[-1]) != data.shape[0]:
             raise ValueError(f"{folder}: indptr {indptr.shape}, data {data.shape} and indices {indices.shape} "
                              f"do not fit a vocabulary of {len(vocab)} terms")
-        return cls(arrays["data"], arrays["indices"], arrays["indptr"], vocab, int(params["num_docs"]))
+        return cls(data, indices, indptr, vocab, int(params["num_docs"]))
