@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from rag.answer.extractive import SENTENCES_VERSION
 from rag.catalog.catalog import load_list
 from rag.catalog.links import source_url
-from rag.embed import Embedder, ModelInfo, StreamingEncoder, open_embedder
+from rag.embed import Embedder, ExportingEmbedder, ModelInfo, StreamingEncoder, open_embedder
 from rag.embed.sentences import previous_spans, sentence_table
 from rag.errors import HomeUnusable, RagError, SnapshotDamaged
 from rag.extract.chunk import chunk_recipe
@@ -152,7 +152,9 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
     with clock.stage("extract+embed"):
         records, chunks, vectors, embedded = _pipeline(fetch_report.results, embedder, home, settings, clock,
                                                        progress, previous)
-    manifest = _manifest(settings, embedder, records, len(chunks))
+    manifest = _manifest(settings, embedder, records, len(chunks))  # waits for a model export still running
+    if isinstance(embedder, ExportingEmbedder):  # it ran beside extraction, inside the stage above
+        clock.timings["export"] = round(embedder.export_seconds, 3)
     changes, lost = _changes(previous, records), _lost(previous, records)
     counts = dict(changes=changes, records=tuple(records), chunks=len(chunks), embedded=embedded,
                   reused=len(chunks) - embedded, downloads=fetch_report.downloads, timings=clock.timings,
@@ -226,11 +228,13 @@ def _pipeline(results: tuple[Fetched, ...], embedder: Embedder, home: Home, sett
                     memory_mb=settings.extract_memory_mb)
     items: queue.Queue = queue.Queue(maxsize=64)
     held = previous.sources if previous is not None else None
+    extracting = threading.Event()  # set while the worker process extracts: the encoder then keeps to one core
 
     def produce():
         start = time.perf_counter()
         try:
-            for i, prepared in enumerate(documents(results, home, embedder, recipe, previous=held), 1):
+            prepared_all = documents(results, home, embedder, recipe, previous=held, busy=extracting)
+            for i, prepared in enumerate(prepared_all, 1):
                 items.put((_record(prepared), prepared.chunks))
                 if progress:
                     progress("extract", i, len(results))
@@ -245,7 +249,8 @@ def _pipeline(results: tuple[Fetched, ...], embedder: Embedder, home: Home, sett
         progress("embed", 0, len(results))
     threading.Thread(target=produce, name="rag-extract", daemon=True).start()
     records, chunks = [], []
-    with home.embedding_cache(embedder.fingerprint) as cache:
+    sharing = getattr(embedder, "sharing_cores", None)  # the ONNX encoder's; the others ignore the worker
+    with home.embedding_cache(embedder.fingerprint) as cache, sharing(extracting.is_set) if sharing else nullcontext():
         bar = _EmbedProgress(len(results), progress)
         encoder = StreamingEncoder(embedder, cache, batch_size=settings.batch_size, progress=bar.tick)
         bar.vectors = encoder.vectors

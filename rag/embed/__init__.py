@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 from rag.embed.model import BUNDLED_NAME, HASH_MODEL, HashEmbedder, locate_model, recipe_fingerprint
+from rag.embed.exporting import ExportingEmbedder
 from rag.embed.onnx import OnnxEmbedder, export_ready
-from rag.embed.torch import SentenceTransformerEmbedder, export_in_child
+from rag.embed.torch import SentenceTransformerEmbedder
 from rag.errors import EmbedError, IndexMismatch
 from rag.settings import Settings, default
 from rag.types import Chunk, Progress
@@ -115,7 +116,7 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
     """The encoder `settings` name, for building an index or for asking it.
 
     build: makes sure the model's ONNX export exists in `home.model_dir(fingerprint)` (once per model, in a child
-    process, so the build itself never imports torch), then
+    process, so the build itself never imports torch; meanwhile an ExportingEmbedder lets extraction begin), then
     encodes with it (int8 unless `settings.quantize == "none"`); with `settings.onnx` off, with torch (fp32).
     query: the ONNX export when there is one, else sentence-transformers with a `TorchFallbackWarning`.
     """
@@ -136,8 +137,8 @@ def open_embedder(settings: Settings, home: Home, *, purpose: Purpose) -> Embedd
         return SentenceTransformerEmbedder(settings.model)
     if not settings.onnx:
         return SentenceTransformerEmbedder(settings.model)
-    if not export_ready(export_dir, quantize):
-        export_in_child(settings.model, export_dir, quantize=quantize)  # torch stays out of this process
+    if not export_ready(export_dir, quantize):  # made in child processes (torch stays out of this one), while
+        return ExportingEmbedder(settings.model, export_dir, quantize=quantize)  # extraction starts beside it
     # Measured on the 2-core dev machine (scripts/bench.py --only embed): the fp32 ONNX export encodes as fast as
     # torch (7.0 vs 7.2 chunks/s) with the same vectors (cosine 1.0000), so building encodes with it too: a
     # rebuild then never imports torch, and index and query vectors come from one encoder.
@@ -191,12 +192,15 @@ def _warn_fallback(export_dir: Path) -> None:
 class StreamingEncoder:
     """Embeds chunks as they arrive, in groups big enough to batch well; reuses and fills the vector cache."""
 
-    def __init__(self, embedder: Embedder, cache: EmbeddingCache, *, batch_size: int, progress: Progress | None):
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache, *, batch_size: int, progress: Progress | None,
+                 group: int | None = None):
         self.embedder, self.cache, self.batch_size, self.progress = embedder, cache, batch_size, progress
         self.vectors: dict[str, np.ndarray] = {}
         self.pending: dict[str, str] = {}  # hash -> text, waiting for a full group
         self.embedded, self.seen_missing, self.seconds = 0, 0, 0.0
-        self.group = max(batch_size * 8, 64)  # big enough that length-sorting within a group pays
+        # Texts per encode call: big enough that length-sorting within it pays, small enough to start encoding
+        # while extraction still runs. Texts that all arrive at once (the answer's sentences) pass a bigger one.
+        self.group = group or max(batch_size * 8, 64)
 
     def add(self, chunks: list[Chunk]) -> None:
         new = [c for c in dict((c.hash, c) for c in chunks).values()

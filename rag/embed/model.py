@@ -13,7 +13,7 @@ import numpy as np
 
 from rag.errors import EmbedError
 from rag.settings import default
-from rag.store.models import max_seq_length, model_fingerprint, pooling_mode
+from rag.store.models import max_seq_length, model_fingerprint, model_json, pooling_mode
 
 HASH_MODEL = "hash"
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -65,6 +65,14 @@ def locate_model(name: str) -> tuple[str, Path]:
 def recipe_fingerprint(folder: Path) -> str:
     """Fingerprint of the vectors rag makes with this model: its files, its pooling, and unit-length output."""
     return f"{model_fingerprint(folder)}-{pooling_mode(folder)}-norm"
+
+
+def token_limit(folder: Path) -> int:
+    """The model's max_seq_length in word pieces as sentence-transformers reads it: sentence_bert_config.json, else
+    the smaller of the tokenizer's model_max_length and the model's max_position_embeddings."""
+    tokenizer_limit = int(model_json(folder, "tokenizer_config.json", {}).get("model_max_length", 10**9))
+    positions = int(model_json(folder, "config.json", {}).get("max_position_embeddings", 512))
+    return max_seq_length(folder, default=min(tokenizer_limit, positions))
 
 
 @lru_cache(maxsize=4)

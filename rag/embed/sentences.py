@@ -18,30 +18,45 @@ from rag.text import normalize_space
 from rag.types import Chunk
 
 
+SENTENCE_GROUP = 16384  # sentences per encode call (~2.5 MB of token ids at their mean of 32 word pieces)
+
+
 def sentence_table(chunks: list[Chunk], embedder: Embedder, cache, batch_size: int,
                    segmented: dict[tuple[str, str], list[tuple[int, int]]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(spans, vectors) of the answer's candidate sentences of every body chunk (rag.store.sentences): spans are
     (row, start, end) in the chunk's whitespace-normalized text. A chunk the last snapshot held (same text and
     section, same SENTENCES_VERSION) keeps its spans from there (`segmented`), so a rebuild segments only new
-    chunks: pysbd is about half of this stage. Vectors are cached by sentence text in `cache` (an open
-    EmbeddingCache), so a rebuild encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
-    segmented = segmented or {}
+    chunks. Vectors are cached by sentence text in `cache` (an open EmbeddingCache), so a rebuild
+    encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
+    segmented = dict(segmented or {})
+    segment_new(chunks, segmented)
     spans, keys, texts = [], [], {}
     for row, chunk in enumerate(chunks):
         if chunk.is_references:
             continue
         normalized = normalize_space(chunk.text)
-        found = segmented.get((chunk.hash, chunk.section))
-        for start, end in _spans(normalized, chunk) if found is None else found:
+        for start, end in segmented[(chunk.hash, chunk.section)]:
             sentence = normalized[start:end]
             key = hashlib.sha256(b"sentence\0" + sentence.encode()).hexdigest()
             spans.append((row, start, end))
             keys.append(key)
             texts[key] = sentence
-    encoder = StreamingEncoder(embedder, cache, batch_size=batch_size, progress=None)
+    # One length-sorted encode over all of them: groups of 128, as chunks stream, padded 22% more (31.3 vs 24.4 s
+    # for the seed papers' 4,713 sentences, whose lengths vary far more than chunks')
+    encoder = StreamingEncoder(embedder, cache, batch_size=batch_size, progress=None, group=SENTENCE_GROUP)
     encoder.add_texts(texts)
     vectors = encoder.finish_keys(keys)
     return np.array(spans, np.int32).reshape(-1, 3), vectors
+
+
+def segment_new(chunks: list[Chunk], segmented: dict[tuple[str, str], list[tuple[int, int]]]) -> None:
+    """Add to `segmented` the sentence spans of the body chunks it lacks (pysbd: about a quarter of the stage).
+
+    Tried and dropped: segmenting on the extraction thread as each source arrives. The thread then left the
+    worker idle while it segmented, and the build took longer (102.8 vs 92.1 s to extract and embed)."""
+    for chunk in chunks:
+        if not chunk.is_references and (chunk.hash, chunk.section) not in segmented:
+            segmented[(chunk.hash, chunk.section)] = _spans(normalize_space(chunk.text), chunk)
 
 
 def _spans(normalized: str, chunk: Chunk) -> list[tuple[int, int]]:

@@ -10,21 +10,21 @@ child of a build loads the model with transformers alone (`ExportSource.load`).
 from __future__ import annotations
 
 import inspect
-import multiprocessing
+import os
+import subprocess
+import sys
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rag.embed.model import WordPieces, load_tokenizer, locate_model, recipe_fingerprint
+from rag.embed.model import WordPieces, load_tokenizer, locate_model, recipe_fingerprint, token_limit
 from rag.embed.onnx import quantize_int8
 from rag.errors import EmbedError
 from rag.settings import default
-from rag.store.models import OnnxExport, Quantize, max_seq_length, model_json, pooling_mode
+from rag.store.models import OnnxExport, Quantize, model_json, pooling_mode
 
 POOLINGS = ("mean", "cls")  # what the numpy side of rag.embed.onnx can copy
 
@@ -109,11 +109,7 @@ class ExportSource:
         except Exception as exc:  # noqa: BLE001 - a folder that is not a model fails in many ways
             raise EmbedError(f"cannot load embedding model {display!r} from {folder}: {exc}; set RAG_MODEL to a "
                              "sentence-transformers model folder, or unset it for the bundled all-MiniLM-L6-v2") from exc
-        config = model.config
-        limit = max_seq_length(folder, default=min(
-            int(model_json(folder, "tokenizer_config.json", {}).get("model_max_length", 10**9)),
-            int(getattr(config, "max_position_embeddings", 512))))
-        return cls(display, folder, recipe_fingerprint(folder), int(config.hidden_size), int(limit),
+        return cls(display, folder, recipe_fingerprint(folder), int(model.config.hidden_size), token_limit(folder),
                    _pad_id(folder), pooling, model)
 
 
@@ -154,32 +150,39 @@ def export_onnx(model: "SentenceTransformerEmbedder | ExportSource", out_dir: Pa
 
 
 def export_in_child(name: str, out_dir: Path, *, quantize: Quantize = "none") -> Path:
-    """`export_onnx` for the model `name` in a spawned child process; returns the export folder.
+    """`export_onnx` for the model `name` in child processes (rag.embed.export_child); returns the export folder.
 
     torch and sentence-transformers then never enter the calling process: a first build would otherwise keep
     ~0.5 GB of their libraries mapped for the rest of its run (measured: 2.5 GB peak RSS of a first build on
-    the 12 seed papers, 0.64 GB of it left over from the export). `spawn`, not `fork`: the caller may hold
-    onnxruntime's threads.
+    the 12 seed papers, 0.64 GB of it left over from the export). Plain `python -m` children, not multiprocessing:
+    spawn re-runs the caller's `__main__`, which broke a first build from a script without an
+    `if __name__ == "__main__"` guard ("the process exporting ... died").
     """
-    context = multiprocessing.get_context("spawn")
     # Two children, one after the other: torch's export, then onnxruntime's quantization of its file. In one
     # process the two peaked at ~1.04 GB; apart, ~0.76 and ~0.50 GB (measured on the bundled model).
     steps = ["none"] + (["int8"] if quantize == "int8" else [])
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p))
     for step in steps:
         if OnnxExport(Path(out_dir)).ready(step):
             continue
-        try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                problem = pool.submit(_export_child, name, str(out_dir), step).result()
-        except BrokenProcessPool as exc:
-            raise EmbedError(f"the process exporting {name or 'the bundled model'} to ONNX died (out of memory?); "
-                             "run `rag build` again, or set RAG_ONNX=false to use torch") from exc
-        if problem:
-            raise EmbedError(problem)
+        child = subprocess.run([sys.executable, "-m", "rag.embed.export_child", name, str(out_dir), step],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+        if child.returncode == EXPORT_REFUSED and child.stdout.strip():
+            raise EmbedError(child.stdout.strip().splitlines()[-1])
+        if child.returncode != 0:
+            why = f"killed by signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
+            tail = " ".join(child.stderr.strip().splitlines()[-1:])
+            raise EmbedError(f"the process exporting {name or 'the bundled model'} to ONNX died ({why}; out of "
+                             f"memory?{': ' + tail if tail else ''}); run `rag build` again, or set RAG_ONNX=false "
+                             "to use torch")
     return Path(out_dir)
 
 
-def _export_child(name: str, out_dir: str, quantize: Quantize) -> str:
+EXPORT_REFUSED = 3  # the export child's exit code when it explains, on its last line of stdout, why it cannot export
+
+
+def export_step(name: str, out_dir: str, quantize: Quantize) -> str:
     """In the child: export (or only quantize an existing fp32 export); returns the problem in words, or ""."""
     try:
         if quantize == "int8" and OnnxExport(Path(out_dir)).ready():

@@ -9,6 +9,7 @@ still in the cache. A source without text becomes a stub from the list's own wor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
@@ -54,26 +55,32 @@ def chunks_key(document: Document, recipe: Recipe) -> str:
 
 
 class _LazyWorker:
-    """The worker, started on the first cache miss (a rebuild with nothing changed never starts one)."""
+    """The worker, started on the first cache miss (a rebuild with nothing changed never starts one). `busy` is
+    set from then until the last source is done: the encoder keeps to one core meanwhile
+    (OnnxEmbedder.sharing_cores). Not per task: the encoder would switch sessions between every two sources."""
 
-    def __init__(self, counter: TokenCounter, recipe: Recipe):
-        self.counter, self.recipe, self.worker = counter, recipe, None
+    def __init__(self, counter: TokenCounter, recipe: Recipe, busy: threading.Event | None):
+        self.counter, self.recipe, self.worker, self.busy = counter, recipe, None, busy or threading.Event()
 
     def run(self, task: Task):
         if self.worker is None:
             self.worker = Worker(self.counter, timeout=self.recipe.timeout, memory_mb=self.recipe.memory_mb)
+            self.busy.set()
         return self.worker.run(task)
 
     def close(self) -> None:
+        self.busy.clear()
         if self.worker is not None:
             self.worker.close()
 
 
 def documents(results: tuple[Fetched, ...], home: Home, counter: TokenCounter, recipe: Recipe, *,
-              previous: Mapping[str, SourceRecord] | None = None) -> Iterator[Prepared]:
+              previous: Mapping[str, SourceRecord] | None = None,
+              busy: threading.Event | None = None) -> Iterator[Prepared]:
     """One Prepared per fetch result, in order (see the module doc). `previous`: the published snapshot's
-    records, whose cached documents stand in for a new version that cannot be extracted."""
-    worker = _LazyWorker(counter, recipe)
+    records, whose cached documents stand in for a new version that cannot be extracted. `busy` is set while
+    the worker process is at work (from its first source to the end)."""
+    worker = _LazyWorker(counter, recipe, busy)
     try:
         for result in results:
             yield _prepare(result, home, worker, recipe, (previous or {}).get(result.source.id))
