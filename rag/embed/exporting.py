@@ -34,7 +34,7 @@ class ExportingEmbedder:
         self.quantize = quantize
         self.fingerprint = recipe_fingerprint(folder) + ("-int8" if quantize == "int8" else "")
         self.max_tokens = token_limit(folder)
-        self._counter = load_tokenizer(folder)
+        self._pieces = WordPieces(load_tokenizer(folder), self.max_tokens)  # what chunking needs, at once
         self._export_dir = export_dir
         self._embedder: OnnxEmbedder | None = None
         self._failure: BaseException | None = None
@@ -69,10 +69,10 @@ class ExportingEmbedder:
         return self.ready().dim
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(e.ids) for e in self._counter.encode_batch(list(texts))]
+        return self._pieces.count_tokens(texts)
 
     def word_pieces(self) -> WordPieces:
-        return WordPieces(self._counter, self.max_tokens)
+        return self._pieces
 
     def encode(self, texts: Sequence[str], *, batch_size: int = default("batch_size"),
                progress: bool = False) -> np.ndarray:

@@ -26,16 +26,16 @@ def sentence_table(chunks: list[Chunk], embedder: Embedder, cache, batch_size: i
     """(spans, vectors) of the answer's candidate sentences of every body chunk (rag.store.sentences): spans are
     (row, start, end) in the chunk's whitespace-normalized text. A chunk the last snapshot held (same text and
     section, same SENTENCES_VERSION) keeps its spans from there (`segmented`), so a rebuild segments only new
-    chunks. Vectors are cached by sentence text in `cache` (an open EmbeddingCache), so a rebuild
-    encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
-    segmented = dict(segmented or {})
-    segment_new(chunks, segmented)
+    chunks (pysbd: about a quarter of this stage). Vectors are cached by sentence text in `cache` (an open
+    EmbeddingCache), so a rebuild encodes only new sentences. Measured: see README, Speed (`sentences` stage)."""
+    segmented = segmented or {}
     spans, keys, texts = [], [], {}
     for row, chunk in enumerate(chunks):
         if chunk.is_references:
             continue
         normalized = normalize_space(chunk.text)
-        for start, end in segmented[(chunk.hash, chunk.section)]:
+        found = segmented.get((chunk.hash, chunk.section))
+        for start, end in _spans(normalized, chunk) if found is None else found:
             sentence = normalized[start:end]
             key = hashlib.sha256(b"sentence\0" + sentence.encode()).hexdigest()
             spans.append((row, start, end))
@@ -47,16 +47,6 @@ def sentence_table(chunks: list[Chunk], embedder: Embedder, cache, batch_size: i
     encoder.add_texts(texts)
     vectors = encoder.finish_keys(keys)
     return np.array(spans, np.int32).reshape(-1, 3), vectors
-
-
-def segment_new(chunks: list[Chunk], segmented: dict[tuple[str, str], list[tuple[int, int]]]) -> None:
-    """Add to `segmented` the sentence spans of the body chunks it lacks (pysbd: about a quarter of the stage).
-
-    Tried and dropped: segmenting on the extraction thread as each source arrives. The thread then left the
-    worker idle while it segmented, and the build took longer (102.8 vs 92.1 s to extract and embed)."""
-    for chunk in chunks:
-        if not chunk.is_references and (chunk.hash, chunk.section) not in segmented:
-            segmented[(chunk.hash, chunk.section)] = _spans(normalize_space(chunk.text), chunk)
 
 
 def _spans(normalized: str, chunk: Chunk) -> list[tuple[int, int]]:
