@@ -306,22 +306,27 @@ class Snapshot:
             self._dense = dense
         return self._dense
 
-    def sentences(self, rows) -> dict[int, tuple[list[tuple[int, int]], np.ndarray]] | None:
-        """The answer's sentences the build stored for `rows` (rag.store.sentences): a row missing has none;
-        None when this snapshot stored no sentences at all."""
+    def _stored_sentences(self) -> StoredSentences | None:
+        """The build's stored sentences, opened once; None when this snapshot stored none."""
         if self._sentences is None:
             with self._reading("sentences.npy"):
                 self._sentences = StoredSentences(self.folder) if StoredSentences.present(self.folder) else False
-        return self._sentences.of_rows(rows) if self._sentences else None
+        return self._sentences or None
+
+    def sentences(self, rows) -> dict[int, tuple[list[tuple[int, int]], np.ndarray]] | None:
+        """The answer's sentences the build stored for `rows` (rag.store.sentences): a row missing has none;
+        None when this snapshot stored no sentences at all."""
+        stored = self._stored_sentences()
+        return stored.of_rows(rows) if stored else None
 
     def sentence_cosines(self, rows, query: np.ndarray) -> np.ndarray | None:
         """Per row, the best cosine of `query` to one of its stored sentences (NaN: none stored for that row);
         None when this snapshot stored no sentences at all."""
-        self.sentences(())
-        if not self._sentences:
+        stored = self._stored_sentences()
+        if stored is None:
             return None
         with self._reading("sentences.npy"):
-            return self._sentences.best_cosine(rows, query)
+            return stored.best_cosine(rows, query)
 
     @property
     def lexical(self) -> LexicalIndex:
