@@ -57,8 +57,8 @@ class BuildReport:
     changes: tuple[SourceChange, ...]
     records: tuple[SourceRecord, ...]
     chunks: int
-    embedded: int
-    reused: int
+    embedded: int  # chunks encoded by this build
+    reused: int  # chunks whose vectors came from the cache (reference lists get none: keywords only)
     downloads: int
     timings: dict[str, float] = field(default_factory=dict)
     list_warnings: tuple[str, ...] = ()
@@ -157,7 +157,7 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
         clock.timings["export"] = round(embedder.export_seconds, 3)
     changes, lost = _changes(previous, records), _lost(previous, records)
     counts = dict(changes=changes, records=tuple(records), chunks=len(chunks), embedded=embedded,
-                  reused=len(chunks) - embedded, downloads=fetch_report.downloads, timings=clock.timings,
+                  reused=sum(not c.is_references for c in chunks) - embedded, downloads=fetch_report.downloads, timings=clock.timings,
                   list_warnings=warnings, lost=lost)
     if _usable(records) == 0:
         notes += (_nothing_note(fetch_report),)
@@ -276,7 +276,7 @@ class _EmbedProgress:
         self.vectors: dict = {}
 
     def added(self, chunks: list[Chunk]) -> None:
-        self.waiting.append({c.hash for c in chunks})
+        self.waiting.append({c.hash for c in chunks if not c.is_references})  # references get no vector
         self.tick()
 
     def tick(self, *_) -> None:
@@ -293,8 +293,9 @@ def _manifest(settings: Settings, embedder: Embedder, records: list[SourceRecord
         chunker=chunk_recipe(settings.chunk_tokens or embedder.max_tokens, settings.chunk_overlap),
         records=records, chunks=n_chunks,
         extractor={"version": EXTRACTOR_VERSION},
-        # whether the answer's sentences have stored vectors, and by which recipe (a new one rebuilds them)
-        dense={"sentences": SENTENCES_VERSION if settings.sentence_vectors else False},
+        # whether the answer's sentences have stored vectors, and by which recipe (a new one rebuilds them); reference
+        # lists have none (zero rows: rag.retrieve.search scores them by BM25 alone)
+        dense={"sentences": SENTENCES_VERSION if settings.sentence_vectors else False, "reference_vectors": False},
         list=str(settings.list_path),
         sources={r.source.id: {"status": r.status, "reason": r.reason, "version": r.version, "pages": r.pages,
                                "chunks": r.chunks, "stale": r.stale} for r in records},

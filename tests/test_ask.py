@@ -116,8 +116,12 @@ def test_per_paper_cap_filters_and_references(built):
     assert all(p.citation.year == 2023 for p in recent.passages)
     refs = library.ask("Proceedings of the ACM CHI Conference", k=8, per_paper=8, include_references=True,
                        summary=None)
-    assert any(p.chunk.is_references for p in refs.passages)
-    assert library.snapshot().manifest["dense"] == {"sentences": SENTENCES_VERSION}  # a new recipe rebuilds them
+    assert any(p.chunk.is_references for p in refs.passages)  # found by BM25 alone: reference lists have no vector
+    snapshot = library.snapshot()
+    assert snapshot.manifest["dense"] == {"sentences": SENTENCES_VERSION, "reference_vectors": False}
+    norms = np.linalg.norm(np.load(snapshot.folder / "vectors.npy"), axis=1)
+    assert snapshot.row_is_references.any() and (norms[snapshot.row_is_references] == 0).all()
+    assert np.allclose(norms[~snapshot.row_is_references], 1.0, atol=1e-3)
 
 
 def test_comparison_returns_both_sides(built):

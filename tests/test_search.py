@@ -253,6 +253,54 @@ def test_zscore_fusion_on_a_hand_worked_example():
                                [1 / 61 + 1 / 62, 1 / 62, 1 / 61])
 
 
+def test_a_row_without_a_vector_is_fused_by_its_bm25_alone():
+    dense, lexical = np.array([0.9, 0.5, 0.0, 0.1]), np.array([0.0, 3.0, 9.0, 6.0])
+    has_vector = np.array([True, True, False, True])
+    fused = fuse_zscore(dense, lexical, 0.3, has_vector=has_vector)
+    z_lexical, z_dense = zscore(lexical), zscore(dense[has_vector])  # cosines over the rows that have one
+    np.testing.assert_allclose(fused[2], z_lexical[2])
+    np.testing.assert_allclose(fused[has_vector], 0.3 * z_lexical[has_vector] + 0.7 * z_dense)
+    np.testing.assert_allclose(fuse_zscore(dense, lexical, 0.3, has_vector=np.ones(4, bool)),
+                               fuse_zscore(dense, lexical, 0.3))
+
+
+def build_as_rag_build(home: Path) -> Snapshot:
+    """`build`'s snapshot as `rag build` writes it now: vectors from the StreamingEncoder, none for references."""
+    from rag.embed import StreamingEncoder
+
+    import hashlib
+    from dataclasses import replace
+
+    the_chunks = [replace(c, hash=hashlib.sha256(c.text.encode()).hexdigest()) for c in chunks()]
+    embedder, seen = HashEmbedder(), []
+    encode = embedder.encode
+    embedder.encode = lambda texts, **kw: seen.extend(texts) or encode(texts, **kw)
+    with Home(home).embedding_cache(embedder.fingerprint) as cache:
+        encoder = StreamingEncoder(embedder, cache, batch_size=4, progress=None)
+        encoder.add(the_chunks)
+        vectors = encoder.finish(the_chunks)
+    assert sorted(seen) == sorted(c.text for c in the_chunks if not c.is_references)
+    manifest = {"model": "hash", "dense": {"reference_vectors": False}}
+    write_snapshot(Home(home), SnapshotData(manifest, the_chunks, vectors, records(), {}), exact_max=50_000, keep=2)
+    return Snapshot.open_current(Home(home))
+
+
+def test_reference_lists_are_not_encoded_and_found_by_bm25(rag_home, embedder, settings):
+    snapshot = build_as_rag_build(rag_home)
+    references = snapshot.row_is_references
+    assert (snapshot.row_has_vector == ~references).all()
+    assert (np.linalg.norm(np.load(snapshot.folder / "vectors.npy")[references], axis=1) == 0).all()
+    question = "zanzibar bibliography marmalade"
+    included = retrieve(snapshot, embedder, question, settings, k=3, filters=Filters(include_references=True))
+    top = included.hits[0]
+    assert references[top.row] and top.dense_rank is None and top.lexical_rank == 1
+    default = retrieve(snapshot, embedder, question, settings, k=3)
+    assert not any(references[h.row] for h in default.hits)
+    dense_only = rank(snapshot, embedder.encode([question])[0], question, settings, mode="dense",
+                      mask=row_mask(snapshot, Filters(include_references=True)))
+    assert not any(references[h.row] for h in dense_only)  # a zero vector is no dense candidate
+
+
 def test_hybrid_scores_are_zscores_over_the_union_of_candidates(snapshot, embedder):
     question = "memory bandwidth of decoding with one expert"
     hits = rank(snapshot, embedder.encode([question])[0], question, Settings(lexical_weight=0.25), candidates=2)

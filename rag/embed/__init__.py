@@ -203,11 +203,11 @@ class StreamingEncoder:
         self.group = group or max(batch_size * 8, 64)
 
     def add(self, chunks: list[Chunk]) -> None:
+        """Queue the chunks' texts, reference lists left out: they are searched only with --include-references,
+        and then by BM25 alone (rag.retrieve.search), so their vectors would be 17.6% of the seed papers'
+        encoding spent on nothing (README, Speed). `finish` gives them zero vectors."""
         new = [c for c in dict((c.hash, c) for c in chunks).values()
-               if c.hash not in self.vectors and c.hash not in self.pending]
-        # Reference lists are encoded too, though masked out of default searches (17.6% of the seed papers'
-        # chunks): with a zero vector instead, z-score fusion ranks them below every body chunk, and
-        # --include-references stopped finding bibliography entries (measured; README, Speed).
+               if not c.is_references and c.hash not in self.vectors and c.hash not in self.pending]
         self.add_texts({c.hash: c.text for c in new})
 
     def add_texts(self, texts: dict[str, str]) -> None:
@@ -222,8 +222,12 @@ class StreamingEncoder:
             self._encode(list(self.pending)[: self.group])
 
     def finish(self, chunks: list[Chunk]) -> np.ndarray:
-        """The vectors of `chunks`, in order, once everything pending is encoded."""
-        return self.finish_keys([c.hash for c in chunks])
+        """The vectors of `chunks`, in order, once everything pending is encoded; zeros for reference lists."""
+        out = np.zeros((len(chunks), self.embedder.dim), np.float32)
+        rows = [i for i, c in enumerate(chunks) if not c.is_references]
+        if rows:
+            out[rows] = self.finish_keys([chunks[i].hash for i in rows])
+        return out
 
     def finish_keys(self, keys: list[str]) -> np.ndarray:
         """The vectors of `keys` (as given to `add_texts`), in order, once everything pending is encoded."""
@@ -246,7 +250,8 @@ class StreamingEncoder:
 
 def embed_chunks(chunks: list[Chunk], embedder: Embedder, cache: EmbeddingCache, *, batch_size: int,
                  progress: Progress | None = None) -> tuple[np.ndarray, int]:
-    """Vectors for every chunk, in order, and how many were encoded (the rest came from the cache)."""
+    """Vectors for every chunk, in order (zeros for reference lists), and how many were encoded (the rest came
+    from the cache)."""
     encoder = StreamingEncoder(embedder, cache, batch_size=batch_size, progress=progress)
     encoder.add(chunks)
     return encoder.finish(chunks), encoder.embedded

@@ -92,7 +92,8 @@ def beir_snapshot(data: BeirData, embedder: Embedder, settings: Settings, home: 
                          if settings.sentence_vectors else None)
         manifest = new_manifest(model=ModelInfo.of(embedder).to_dict(),
                                 chunker=chunk_recipe(max_tokens, settings.chunk_overlap), records=records,
-                                chunks=len(chunks), eval={"title": title, "documents": len(data.corpus)})
+                                chunks=len(chunks), eval={"title": title, "documents": len(data.corpus)},
+                                dense={"reference_vectors": False})
         extras = {"paper_names": paper_names(record_titles(records))}  # what the focus rule reads; no acronyms
         write_snapshot(private, SnapshotData(manifest, chunks, vectors, records, extras, sentences=sentences),
                        exact_max=settings.exact_max, keep=1)

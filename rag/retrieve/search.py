@@ -11,7 +11,8 @@ reciprocal-rank fusion, sum of 1 / (rrf_k + rank), over the two candidate lists.
 
 Where the build stored the answer's sentence vectors (rag.store.sentences), the dense share is split between the
 chunk's cosine and its best sentence's cosine (RAG_SENTENCE_WEIGHT; README, Quality): a chunk holding one sentence
-that answers ranks above one that is only about the topic throughout.
+that answers ranks above one that is only about the topic throughout. Reference lists have no vectors (the build
+does not encode them): searched with --include-references, they are found and scored by BM25 alone.
 """
 
 from __future__ import annotations
@@ -155,19 +156,25 @@ def zscore(values: np.ndarray) -> np.ndarray:
 
 
 def fuse_zscore(dense: np.ndarray, lexical: np.ndarray, lexical_weight: float, sentence: np.ndarray | None = None,
-                sentence_weight: float = 0.0) -> np.ndarray:
+                sentence_weight: float = 0.0, has_vector: np.ndarray | None = None) -> np.ndarray:
     """lexical_weight * z(BM25) + the rest to z(cosine); given each row's best sentence cosine (NaN: the row has
     no stored sentence), that rest is split (1 - sentence_weight) * z(cosine) + sentence_weight * z(sentence),
     the sentence cosines z-scored over the rows that have them and a row without taking its z(cosine) instead
-    (a table or code chunk is neither helped nor hurt by having no answer sentences)."""
+    (a table or code chunk is neither helped nor hurt by having no answer sentences). Likewise a row with no
+    vector (`has_vector` False: a reference list) takes its z(BM25) for z(cosine), so it is scored by BM25 alone,
+    and the cosines are z-scored over the rows that have one."""
+    lexical = zscore(lexical)
     semantic = zscore(dense)
+    if has_vector is not None and not has_vector.all():
+        semantic = lexical.copy()
+        semantic[has_vector] = zscore(np.asarray(dense)[has_vector])
     if sentence is not None and sentence_weight > 0:
         sentence = np.asarray(sentence, np.float64)
         has = ~np.isnan(sentence)
         by_sentence = semantic.copy()
         by_sentence[has] = zscore(sentence[has])
         semantic = (1.0 - sentence_weight) * semantic + sentence_weight * by_sentence
-    return lexical_weight * zscore(lexical) + (1.0 - lexical_weight) * semantic
+    return lexical_weight * lexical + (1.0 - lexical_weight) * semantic
 
 
 def fuse_rrf(dense_rank: np.ndarray, lexical_rank: np.ndarray, rrf_k: int = RRF_K) -> np.ndarray:
@@ -194,7 +201,9 @@ def rank(
         raise SettingsError(f"unknown fusion {fusion!r} or mode {mode!r}: use zscore|rrf and hybrid|dense|lexical")
     if snapshot.size == 0 or (mask is not None and not mask.any()):
         return []
-    dense = snapshot.dense.nearest(query_vector, candidates, allowed=mask) if mode != "lexical" else None
+    has_vector = snapshot.row_has_vector  # None: every row has one
+    dense_mask = mask if has_vector is None else has_vector if mask is None else mask & has_vector
+    dense = snapshot.dense.nearest(query_vector, candidates, allowed=dense_mask) if mode != "lexical" else None
     lexical_all = snapshot.lexical.scores(query_text) if mode != "dense" else None
     lexical = None
     if lexical_all is not None:
@@ -211,7 +220,8 @@ def rank(
     elif fusion == "zscore":
         weight = settings.sentence_weight
         sentence = snapshot.sentence_cosines(rows, query_vector) if weight > 0 else None
-        fused = fuse_zscore(dense_scores, lexical_scores, lexical_weight, sentence, weight)
+        fused = fuse_zscore(dense_scores, lexical_scores, lexical_weight, sentence, weight,
+                            None if has_vector is None else has_vector[rows])
     else:
         fused = fuse_rrf(dense_rank, lexical_rank)
     order = np.lexsort((rows, -np.asarray(fused, np.float64)))

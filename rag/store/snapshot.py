@@ -230,6 +230,9 @@ class Snapshot:
             raise self.damaged(f"chunks.sqlite holds {len(rows)} chunks, the manifest says "
                                f"{self.manifest['counts']['chunks']}")
         self.row_is_references = np.array([bool(ref) for _, ref in rows], dtype=bool)
+        # Rows with a real vector: all of them in a snapshot from before reference lists went unencoded
+        self.row_has_vector = (~self.row_is_references if self.manifest.get("dense", {}).get("reference_vectors")
+                               is False else None)
         self._dense: DenseIndex | None = None
         self._lexical: LexicalIndex | None = None
         self._sentences: StoredSentences | bool | None = None
