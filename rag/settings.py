@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     # Retrieval
     k: int = Field(5, ge=1, description="Passages per answer.")
     per_paper: int = Field(2, description="At most this many passages from one source.")
-    focus_per_paper: int = Field(4, description="At most this many from a paper the question is about (it names it, or it dominates the ranking).")
+    focus_per_paper: int = Field(5, description="At most this many from a paper the question is about (it names it, or it dominates the ranking).")
     focus_share: float = Field(0.8, description="A paper holding this share of the best 2*RAG_PER_PAPER+1 hits dominates the ranking (above 1: never).")
     include_references: bool = Field(False, description="Let reference-list chunks be retrieved.")
     candidates: int = Field(100, description="Candidates taken from each retriever before fusion.")
