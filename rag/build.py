@@ -65,6 +65,7 @@ class BuildReport:
     notes: tuple[str, ...] = ()
     nothing_fetched: bool = False  # no source has full text (network down?): the nightly job should alarm
     lost: tuple[SourceChange, ...] = ()  # had full text in the published snapshot, and now does not
+    references: int = 0  # chunks in reference lists: not encoded, found by BM25 with --references
 
     @property
     def succeeded(self) -> bool:
@@ -156,8 +157,9 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
     if isinstance(embedder, ExportingEmbedder):  # it ran beside extraction, inside the stage above
         clock.timings["export"] = round(embedder.export_seconds, 3)
     changes, lost = _changes(previous, records), _lost(previous, records)
+    references = sum(c.is_references for c in chunks)
     counts = dict(changes=changes, records=tuple(records), chunks=len(chunks), embedded=embedded,
-                  reused=sum(not c.is_references for c in chunks) - embedded, downloads=fetch_report.downloads, timings=clock.timings,
+                  reused=len(chunks) - references - embedded, references=references, downloads=fetch_report.downloads, timings=clock.timings,
                   list_warnings=warnings, lost=lost)
     if _usable(records) == 0:
         notes += (_nothing_note(fetch_report),)

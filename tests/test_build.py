@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from loopback import settings_for
 from rag.catalog.catalog import split_authors
 from rag.cli.app import app
+from rag.cli.reports import build_report_text
 from rag.embed import HashEmbedder
 from rag.errors import BuildLocked, IndexMismatch, IndexMissing
 from rag.library import Library
@@ -78,7 +79,9 @@ def test_full_then_noop_then_edit(settings, served, tmp_path):
     chunks = Snapshot.open_current(Home(settings.home)).all_chunks()
     assert any(c.is_references for c in chunks)  # reference lists get no vector: BM25 alone searches them
     assert first.embedded == len({c.hash for c in chunks if not c.is_references})
-    assert first.reused == 0
+    assert first.reused == 0 and first.references == sum(c.is_references for c in chunks)
+    assert f"({first.embedded} embedded, 0 reused, {first.references} in reference lists: keyword search only)" \
+        in build_report_text(first)
     assert first.downloads == 3
 
     second = Library(settings).build()
@@ -221,6 +224,7 @@ class SlowEmbedder(embed.HashEmbedder):
 
 embed.REGISTRY["slow"] = SlowEmbedder
 from rag.cli.app import app
+from rag.cli.reports import build_report_text
 sys.exit(app(["build", "--quiet", "--model", "slow"]))
 """
 

@@ -12,6 +12,11 @@ from rag.store.codec import to_jsonable
 from rag.text import terminal_safe_tree
 
 
+def _keywords_only(report) -> str:
+    """The reference-list chunks, which the build does not encode (BM25 finds them with --references)."""
+    return f", {report.references} in reference lists: keyword search only" if report.references else ""
+
+
 def build_report_text(report) -> str:
     lines = []
     if report.published:
@@ -21,7 +26,7 @@ def build_report_text(report) -> str:
     statuses = Counter("stale" if r.stale else r.status for r in report.records)
     lines.append(
         f"sources: {len(report.records)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
-        f"chunks: {report.chunks} ({report.embedded} embedded, {report.reused} reused); "
+        f"chunks: {report.chunks} ({report.embedded} embedded, {report.reused} reused{_keywords_only(report)}); "
         f"downloads: {report.downloads}"
     )
     by_kind: dict[str, list] = {}
