@@ -325,7 +325,7 @@ def _previous(home: Home) -> tuple[Snapshot | None, tuple[str, ...]]:
 
 
 def _same_content(previous: Snapshot, manifest: dict, chunks: list[Chunk]) -> bool:
-    keys = ("model", "chunker", "extractor", "dense")
+    keys = ("model", "chunker", "lexical", "extractor", "dense")
     if any(previous.manifest.get(k) != manifest.get(k) for k in keys):
         return False
 

@@ -101,10 +101,10 @@ def test_per_paper_cap_filters_and_references(built):
         per_source[p.citation.source_id] = per_source.get(p.citation.source_id, 0) + 1
     assert max(per_source.values()) <= 2
     assert all(not p.chunk.is_references for p in answer.passages)
-    # by default the paper whose passages hold the top of the ranking (CiteSee) may have up to 4 of them
+    # by default the paper whose passages hold the top of the ranking (CiteSee) may have up to 5 of them
     focused = Library.open(home=home).ask("citations in scientific papers", k=6, summary=None)
     counts = [p.citation.source_id for p in focused.passages]
-    assert max(counts.count(sid) for sid in counts) <= 4
+    assert 2 < max(counts.count(sid) for sid in counts) <= 5
 
     library = Library.open(home=home)
     only_writing = library.ask("citations in scientific papers", k=6, section="Writing", summary=None)
@@ -119,6 +119,7 @@ def test_per_paper_cap_filters_and_references(built):
     assert any(p.chunk.is_references for p in refs.passages)  # found by BM25 alone: reference lists have no vector
     snapshot = library.snapshot()
     assert snapshot.manifest["dense"] == {"sentences": SENTENCES_VERSION, "reference_vectors": False}
+    assert snapshot.manifest["lexical"] == {"fields": "title section text"}  # another recipe rebuilds
     norms = np.linalg.norm(np.load(snapshot.folder / "vectors.npy"), axis=1)
     assert snapshot.row_is_references.any() and (norms[snapshot.row_is_references] == 0).all()
     assert np.allclose(norms[~snapshot.row_is_references], 1.0, atol=1e-3)

@@ -26,6 +26,7 @@ from rag.retrieve.query import paper_names, record_titles
 from rag.retrieve.search import rank
 from rag.settings import Settings
 from rag.store.home import Home, sha256
+from rag.store.index import LEXICAL_FIELDS
 from rag.store.snapshot import Snapshot, SnapshotData, current_id, new_manifest, write_snapshot
 from rag.types import Document, Heading, Page, Progress, Source, SourceRecord
 
@@ -68,9 +69,9 @@ def beir_document(doc: BeirDoc, title: TitleMode = "sentence") -> Document:
 def recipe_key(corpus: Sequence[BeirDoc], embedder: Embedder, *, max_tokens: int, overlap: int,
                title: TitleMode, sentences: bool = False) -> str:
     """What decides the snapshot: the documents, the model, the chunker and its settings, the title handling,
-    and whether (and in which version) it stores the sentences' vectors."""
+    what BM25 indexes, and whether (and in which version) it stores the sentences' vectors."""
     digest = sha256("\n".join(f"{d.id}\0{d.title}\0{d.text}" for d in corpus))
-    key = f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}"
+    key = f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}:{LEXICAL_FIELDS}"
     return sha256(key + (f":sentences{SENTENCES_VERSION}" if sentences else ""))[:16]
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from rag.errors import HomeUnusable, IndexMismatch, IndexMissing, SnapshotDamaged
 from rag.store.codec import from_jsonable, to_jsonable
 from rag.store.home import Home, atomic_write
-from rag.store.index import HNSW_EF_SEARCH, DenseIndex, LexicalIndex
+from rag.store.index import HNSW_EF_SEARCH, LEXICAL_FIELDS, DenseIndex, LexicalIndex, lexical_text
 from rag.store.integrity import LOCK_NAME, damage, file_facts, held_exclusively, hold_shared
 from rag.store.sentences import StoredSentences, save_sentences
 from rag.types import Chunk, SourceRecord
@@ -48,6 +48,7 @@ def new_manifest(*, model: dict, chunker: dict, records: Sequence[SourceRecord],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": model,
         "chunker": chunker,
+        "lexical": {"fields": LEXICAL_FIELDS},
         **sections,
         "counts": {"sources": len(records), "ok": sum(r.status == "ok" for r in records),
                    "stale": sum(bool(r.stale) for r in records), "chunks": chunks},
@@ -84,7 +85,9 @@ def write_snapshot(home: Home, data: SnapshotData, *, exact_max: int, keep: int,
             import faiss
 
             faiss.write_index(dense.faiss, str(tmp / "vectors.faiss"))
-        LexicalIndex.build([c.text for c in data.chunks] or [""]).save(tmp / "lexical")
+        titles = {r.source.id: r.title or r.source.title for r in data.sources}
+        texts = [lexical_text(titles.get(c.source_id, ""), c.section, c.text) for c in data.chunks]
+        LexicalIndex.build(texts or [""]).save(tmp / "lexical")
         _write_sqlite(tmp / "chunks.sqlite", data.chunks, data.sources)
         if data.sentences is not None:
             save_sentences(tmp, *data.sentences)
