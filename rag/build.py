@@ -159,8 +159,8 @@ def _build_from(settings: Settings, home: Home, fetch_report: FetchReport, clock
     changes, lost = _changes(previous, records), _lost(previous, records)
     references = sum(c.is_references for c in chunks)
     counts = dict(changes=changes, records=tuple(records), chunks=len(chunks), embedded=embedded,
-                  reused=len(chunks) - references - embedded, references=references, downloads=fetch_report.downloads, timings=clock.timings,
-                  list_warnings=warnings, lost=lost)
+                  reused=len(chunks) - references - embedded, references=references,
+                  downloads=fetch_report.downloads, timings=clock.timings, list_warnings=warnings, lost=lost)
     if _usable(records) == 0:
         notes += (_nothing_note(fetch_report),)
         if kept:  # never publish an index of stubs over one with full text
