@@ -224,7 +224,6 @@ class SlowEmbedder(embed.HashEmbedder):
 
 embed.REGISTRY["slow"] = SlowEmbedder
 from rag.cli.app import app
-from rag.cli.reports import build_report_text
 sys.exit(app(["build", "--quiet", "--model", "slow"]))
 """
 
