@@ -18,7 +18,7 @@ does not encode them): searched with --include-references, they are found and sc
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -26,6 +26,7 @@ import numpy as np
 from rag.errors import FilterError, SettingsError
 from rag.ids import id_at_end
 from rag.retrieve.cite import cite
+from rag.retrieve.places import Hit, balance, cap
 from rag.retrieve.query import Query, named_papers, paper_names, parse_query, record_titles
 from rag.settings import Settings
 from rag.store.index import top_rows
@@ -54,19 +55,6 @@ class Filters:
     @property
     def narrows_sources(self) -> bool:
         return bool(self.sections or self.papers) or self.year_min is not None or self.year_max is not None
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved row. Ranks are 1-based places in each retriever's candidate list (None: not in it)."""
-
-    row: int
-    score: float  # the fused score (z-score mix or RRF); the retriever's own score in a single-retriever mode
-    dense_rank: int | None
-    lexical_rank: int | None
-    dense_score: float | None  # cosine (None when the dense retriever did not run)
-    lexical_score: float | None  # BM25 (None when the lexical retriever did not run)
-    side: str | None = None  # comparison questions: the side (as written) this hit stands for
 
 
 @dataclass(frozen=True)
@@ -279,7 +267,8 @@ def retrieve(
     own_vector = vectors[0] if parsed.expanded == parsed.text else None
     if not parsed.is_comparison:
         focus = focused_sources(snapshot, question, main, settings)
-        hits = cap(main, k, per_paper, snapshot.row_source, focus=focus, focus_cap=max(per_paper, settings.focus_per_paper))
+        hits = cap(main, k, per_paper, snapshot.row_source, focus=focus, focus_cap=max(per_paper, settings.focus_per_paper),
+                   row_pages=snapshot.row_pages if settings.fusion == "zscore" and mode == "hybrid" else None)
         return Retrieval(parsed, tuple(hits), own_vector)
     sides = [rank(snapshot, vector, text, settings, **options) for vector, text in zip(vectors[1:], parsed.sides)]
     hits = balance(main, sides, parsed.side_labels, k, per_paper, snapshot.row_source)
@@ -303,13 +292,18 @@ def _paper_names(snapshot: Snapshot) -> dict[str, str]:
     return names
 
 
+def named_sources(snapshot: Snapshot, question: str) -> frozenset[int]:
+    """The papers (source indexes) a question names: a title's words, a coined name, an arXiv id."""
+    named = named_papers(question, _paper_names(snapshot))
+    return frozenset(i for i, sid in enumerate(snapshot.source_ids) if sid in named) if named else frozenset()
+
+
 def focused_sources(snapshot: Snapshot, question: str, hits: list[Hit], settings: Settings) -> frozenset[int]:
     """The papers (source indexes) a question is about: those it names (title words, a coined name, an arXiv id),
     or the one that holds at least `settings.focus_share` of the best `2 * settings.per_paper + 1` hits. Such a
     paper may fill more of the answer than the per-paper cap allows others, so that the page that answers is not
     crowded out by the same paper's abstract."""
-    named = named_papers(question, _paper_names(snapshot))
-    focus = {i for i, sid in enumerate(snapshot.source_ids) if sid in named} if named else set()
+    focus = set(named_sources(snapshot, question))
     window = hits[: 2 * settings.per_paper + 1]
     if window:
         top = int(snapshot.row_source[window[0].row])
@@ -317,56 +311,6 @@ def focused_sources(snapshot: Snapshot, question: str, hits: list[Hit], settings
         if share >= settings.focus_share:
             focus.add(top)
     return frozenset(focus)
-
-
-def cap(hits: list[Hit], k: int, per_paper: int, row_source: np.ndarray, *, focus: frozenset[int] = frozenset(),
-        focus_cap: int = 0) -> list[Hit]:
-    """The first k hits with at most `per_paper` from any one source (per_paper <= 0: no cap), and at most
-    `focus_cap` from a source in `focus`."""
-    taken: list[Hit] = []
-    counts: dict[int, int] = {}
-    for hit in hits:
-        if len(taken) >= k:
-            break
-        source = int(row_source[hit.row])
-        limit = focus_cap if source in focus else per_paper
-        if limit <= 0 or counts.get(source, 0) < limit:
-            counts[source] = counts.get(source, 0) + 1
-            taken.append(hit)
-    return taken
-
-
-def balance(main: list[Hit], sides: list[list[Hit]], labels, k: int, per_paper: int,
-            row_source: np.ndarray) -> list[Hit]:
-    """Top k for a comparison: each side's best hits first (k // sides each, at least one, round robin),
-    the main question's best for the rest, all under the per-paper cap; ordered by fused score.
-
-    Z-scored fused scores share a scale across queries, so hits of different queries can be ordered together.
-    A hit of the main list is marked with the side whose own list has it best (within its top 2k), if any."""
-    chosen: dict[int, Hit] = {}
-    counts: dict[int, int] = {}
-
-    def take(hit: Hit, side: str | None) -> bool:
-        source = int(row_source[hit.row])
-        if hit.row in chosen or (per_paper > 0 and counts.get(source, 0) >= per_paper):
-            return False
-        counts[source] = counts.get(source, 0) + 1
-        chosen[hit.row] = replace(hit, side=side)
-        return True
-
-    quota = max(1, k // len(sides))
-    queues = [iter(side) for side in sides]
-    for _ in range(quota):
-        for queue, label in zip(queues, labels):
-            if len(chosen) < k:
-                next((True for hit in queue if take(hit, label)), False)
-    places = [{hit.row: i for i, hit in enumerate(side[: 2 * k])} for side in sides]
-    for hit in main:
-        if len(chosen) >= k:
-            break
-        best = min(((p[hit.row], label) for p, label in zip(places, labels) if hit.row in p), default=None)
-        take(hit, best[1] if best else None)
-    return sorted(chosen.values(), key=lambda h: (-h.score, h.row))
 
 
 def passages(snapshot: Snapshot, result: Retrieval) -> tuple[Passage, ...]:

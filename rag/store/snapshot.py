@@ -222,17 +222,24 @@ class Snapshot:
         try:
             self._db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1", uri=True,
                                        check_same_thread=False)
-            rows = self._db.execute("SELECT source_id, is_references FROM chunks ORDER BY row").fetchall()
+            rows = self._db.execute("SELECT source_id, is_references, page_start, page_end FROM chunks ORDER BY row"
+                                    ).fetchall()
             self.sources = _Records(self._db)
             self.source_ids = sorted(self.sources)
             index_of = {sid: i for i, sid in enumerate(self.source_ids)}
-            self.row_source = np.array([index_of[sid] for sid, _ in rows], dtype=np.int32)
+            self.row_source = np.array([index_of[r[0]] for r in rows], dtype=np.int32)
         except (sqlite3.DatabaseError, KeyError) as exc:
             raise self.damaged(f"chunks.sqlite cannot be read ({exc})") from exc
         if len(rows) != self.manifest.get("counts", {}).get("chunks", len(rows)):
             raise self.damaged(f"chunks.sqlite holds {len(rows)} chunks, the manifest says "
                                f"{self.manifest['counts']['chunks']}")
-        self.row_is_references = np.array([bool(ref) for _, ref in rows], dtype=bool)
+        self.row_is_references = np.array([bool(r[1]) for r in rows], dtype=bool)
+        # Each row's pages (first, last), 0 for a source all on one page (a web page, a README, an abstract):
+        # the places an answer gives go to pages it has not shown yet (rag.retrieve.search.cap)
+        pages = np.array([(r[2] or 0, r[3] or 0) for r in rows], dtype=np.int32).reshape(-1, 2)
+        last = np.zeros(len(self.source_ids), dtype=np.int32)
+        np.maximum.at(last, self.row_source, pages[:, 1])
+        self.row_pages = np.where((last[self.row_source] > 1)[:, None], pages, 0)
         # Rows with a real vector: all of them in a snapshot from before reference lists went unencoded
         self.row_has_vector = (~self.row_is_references if self.manifest.get("dense", {}).get("reference_vectors")
                                is False else None)
