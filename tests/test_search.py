@@ -481,27 +481,71 @@ def test_row_pages_are_known_only_for_sources_with_more_than_one_page(snapshot):
         assert tuple(snapshot.row_pages[row]) == expected
 
 
+def one_paper(home: Path, texts: list[tuple[str, int, str]], others: tuple[tuple[str, str], ...] = ()) -> Snapshot:
+    """A snapshot of Switch Transformers, (text, page, section) per chunk, plus one chunk per (text, section) of
+    `others` in a second paper (MQA); hash-embedded."""
+    papers = {SWITCH: ("Switch Transformers", "2101.03961v3"), MQA: ("Fast Transformer Decoding", "1911.02150v1")}
+    rows = [(SWITCH, *t) for t in texts] + [(MQA, text, 2, section) for text, section in others]
+    the_chunks = [Chunk(source_id=sid, ordinal=i, text=t, page_start=p, page_end=p, section=section)
+                  for i, (sid, t, p, section) in enumerate(rows)]
+    records = []
+    for sid in dict.fromkeys(r[0] for r in rows):
+        title, version = papers[sid]
+        source = Source(id=sid, kind="arxiv", title=title, arxiv_id=sid.split(":")[1])
+        records.append(SourceRecord(source=source, status="ok", version=version, title=title, pages=7,
+                                    url=f"http://127.0.0.1:9/pdf/{version}", chunks=sum(r[0] == sid for r in rows)))
+    vectors = HashEmbedder().encode([c.text for c in the_chunks])
+    write_snapshot(Home(home), SnapshotData({"model": "hash"}, the_chunks, vectors, records, {}),
+                   exact_max=50_000, keep=2)
+    return Snapshot.open_current(Home(home))
+
+
 def test_a_focused_paper_shows_a_new_page_before_a_third_chunk_of_the_same_page(tmp_path):
     """End to end through retrieve(): a paper that dominates the ranking fills its extra places with a page it
     has not shown yet, even though a third chunk of its first page scores higher."""
-    sid = "arxiv:2101.03961"
-    texts = [("Sparse expert routing sends each token to one expert of the sparse routing layer.", 1),
-             ("Routing each token to one sparse expert keeps sparse expert routing cheap.", 1),
-             ("Sparse routing of a token to an expert: the expert routing layer in brief.", 1),
-             ("The capacity factor sets how many tokens an expert takes; routing drops overflow tokens.", 6),
-             ("We thank the reviewers.", 7)]
-    the_chunks = [Chunk(source_id=sid, ordinal=i, text=t, page_start=p, page_end=p, section="Routing")
-                  for i, (t, p) in enumerate(texts)]
-    source = Source(id=sid, kind="arxiv", title="Switch Transformers", arxiv_id="2101.03961")
-    record = SourceRecord(source=source, status="ok", version="2101.03961v3", title="Switch Transformers",
-                          url="http://127.0.0.1:9/pdf/2101.03961v3", pages=7, chunks=len(the_chunks))
-    vectors = HashEmbedder().encode([c.text for c in the_chunks])
-    write_snapshot(Home(tmp_path), SnapshotData({"model": "hash"}, the_chunks, vectors, [record], {}),
-                   exact_max=50_000, keep=2)
-    snapshot = Snapshot.open_current(Home(tmp_path))
+    snapshot = one_paper(tmp_path, [
+        ("Sparse expert routing sends each token to one expert of the sparse routing layer.", 1, "Routing"),
+        ("Routing each token to one sparse expert keeps sparse expert routing cheap.", 1, "Routing"),
+        ("Sparse routing of a token to an expert: the expert routing layer in brief.", 1, "Routing"),
+        ("The capacity factor sets how many tokens an expert takes; routing drops overflow tokens.", 6, "Routing"),
+        ("We thank the reviewers.", 7, "Routing")])
     settings = Settings(per_paper=1, focus_per_paper=3)
     found = retrieve(snapshot, HashEmbedder(), "sparse expert routing of tokens", settings, k=3)
     pages = [c.page_start for c in snapshot.chunks([h.row for h in found.hits])]
     assert pages == [1, 6, 1]
     plain = retrieve(snapshot, HashEmbedder(), "sparse expert routing of tokens", settings, k=3, per_paper=3)
     assert [c.page_start for c in snapshot.chunks([h.row for h in plain.hits])] == [1, 1, 1]  # only the cap
+
+
+def test_a_focused_papers_overview_sections_rank_below_its_body(tmp_path):
+    """The abstract, introduction, related work and conclusion of the paper a question is about score
+    OVERVIEW_PENALTY lower (prefer_body); other papers' hits, and papers not in focus, keep their scores."""
+    from rag.retrieve.places import Hit
+    from rag.retrieve.search import OVERVIEW_PENALTY, prefer_body
+
+    snapshot = one_paper(tmp_path, [("a", 1, "Abstract"), ("b", 3, "3 Method"), ("c", 6, "5 Conclusion & Future Work")],
+                         others=(("d", "1 Introduction"),))
+    switch = snapshot.source_ids.index(SWITCH)
+    hits = [Hit(0, 2.0, 1, 1, None, None), Hit(3, 1.9, 2, 2, None, None), Hit(1, 1.8, 3, 3, None, None),
+            Hit(2, 1.0, 4, 4, None, None)]
+    moved = prefer_body(snapshot, hits, frozenset({switch}))
+    assert [h.row for h in moved] == [3, 1, 0, 2]  # row 3 is the other paper's introduction: not moved
+    assert [h.score for h in moved] == pytest.approx([1.9, 1.8, 2.0 - OVERVIEW_PENALTY, 1.0 - OVERVIEW_PENALTY])
+    assert prefer_body(snapshot, hits, frozenset()) == hits
+
+
+def test_a_question_about_one_paper_gets_its_method_before_its_abstract(tmp_path):
+    """End to end: the paper named in the question has an abstract that restates the question a little better
+    than the method section that answers; the method comes first."""
+    snapshot = one_paper(tmp_path, [
+        ("We simplify expert routing and train faster.", 1, "Abstract"),
+        ("We simplify expert routing: the router sends each token to one expert only.", 5, "2.1 Switch Routing"),
+        ("The capacity factor sets the number of tokens each expert can process.", 7, "2.2 Capacity"),
+        ("Training uses bfloat16 with selective float32 precision in the router.", 8, "2.4 Training"),
+        ("We thank our colleagues for comments on drafts of the paper.", 9, "Acknowledgments")])
+    found = retrieve(snapshot, HashEmbedder(), "How do Switch Transformers simplify expert routing?", Settings(), k=2)
+    sections = [c.section for c in snapshot.chunks([h.row for h in found.hits])]
+    plain = rank(snapshot, HashEmbedder().encode(["How do Switch Transformers simplify expert routing?"])[0],
+                 "How do Switch Transformers simplify expert routing?", Settings())
+    assert snapshot.chunks([plain[0].row])[0].section == "Abstract"  # what the score alone puts first
+    assert sections == ["2.1 Switch Routing", "Abstract"]
