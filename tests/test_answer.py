@@ -163,6 +163,19 @@ def test_pysbd_sentences_equal_pysbd_segment(scifact_dir, real_pdfs):
          "MQA Figure 6: Time per sample for GQA-XXL as a function of the number of GQA groups.", True),
         ("Figure 3: Time per sample for GQA-XXL as a function of the number of GQA groups with input length 2048 "
          "and output length 512.", False),
+        # answers from the real papers that an "=" or a score in brackets used to throw out (2305.18290 p. 20,
+        # 2002.05202 p. 2, 2401.06066 p. 6, 2207.09238 p. 7; the Elo line is shaped like 2401.04088 p. 6)
+        ("For TL;DR summarization, we use β = 0.5, while rest of the parameters remain the same.", False),
+        ("As we describe above, for the GLU-variant-based FFN layers we reduce the hidden layer to df f = 2048, so "
+         "as to keep the same parameter and operation counts as the base model.", False),
+        ("A typical top-2 routing strategy can yield 16 2 = 120 possible combinations.", False),
+        ("Some transformers use a simpler version of layer normalization setting m = β = 0, called root mean square "
+         "layer normalisation.", False),
+        ("Model A reaches an Elo rating of 1121, above model B (1117) and model C (1111) on the arena.", False),
+        # equations and code still are junk: three "=" or more, "==", an empty call
+        ("FFNGLU(x, W, V, W2) = (σ(xW ) ⊗ xV )W2 FFNBilinear(x, W, V, W2) = (xW ⊗ xV )W2 FFNReGLU(x, W, V, W2) = "
+         "(max(0, xW ) ⊗ xV )W2.", True),
+        ("The loss is computed when the flag == True holds for every sample in the batch.", True),
     ],
 )
 def test_is_junk(sentence, junk):

@@ -47,11 +47,12 @@ _DEFINES = re.compile(r"\b(?:is|are|refers to|denotes|means|consists of|is defin
 _REFERENCE_LIKE = re.compile(
     r"^\s*\[\d+\]|\bIn Proceedings\b|\barXiv preprint\b|\bdoi\.org\b|\bhttps?://|\bpp\.\s*\d|\bvol\.\s*\d", re.I
 )
-_YEAR_CITE = re.compile(r"\(\d{4}[a-z]?\)|\b(?:19|20)\d{2}[a-z]?\.")
+_YEAR_CITE = re.compile(r"\((?:19|20)\d{2}[a-z]?\)|\b(?:19|20)\d{2}[a-z]?\.")  # "(2019)", not a score "(1117)"
 # Chunks are token windows, so their first and last sentences are often cut: keep only sentences that
 # start like one (not in lower case) and end like one (full stop, ? or !, maybe inside quotes or brackets).
 _SENTENCE_END = re.compile(r"[.!?][\"'’”)\]]*$")
-_CODE_LIKE = re.compile(r">>>|\s==?\s|\w\s?\(\s*\)|[{};]\s*$")  # code listings and equations
+_CODE_LIKE = re.compile(r">>>|\s==\s|\w\s?\(\s*\)|[{};]\s*$")  # code listings
+MAX_EQUALS = 2  # more "=" than this is an equation or code; "we use β = 0.5" and "setting m = β = 0" are prose
 _BIBLIOGRAPHY = re.compile(
     r"\b(?:Proceedings of|Conference on|Workshop on|Advances in Neural|Journal of|Transactions on|Association for "
     r"Computational|arXiv:\s?\d|ISBN|ISSN)\b|(?:\b[A-Z][\w'\-]+, (?:[A-Z]\.\s?)+,?\s*(?:and\s+)?){2}")
@@ -71,7 +72,7 @@ def is_junk(sentence: str) -> bool:
         return True
     if sentence[0].islower() or not _SENTENCE_END.search(sentence):
         return True  # a fragment cut by the chunk boundary
-    if sentence.rstrip("\"'’”)]").endswith("?") or _CODE_LIKE.search(sentence):
+    if sentence.rstrip("\"'’”)]").endswith("?") or _CODE_LIKE.search(sentence) or sentence.count("=") > MAX_EQUALS:
         return True  # a question answers nothing; code and equations read badly as prose
     visible = [c for c in sentence if not c.isspace()]
     if sum(c.isalpha() for c in visible) < 0.6 * len(visible):
@@ -128,7 +129,7 @@ class SentenceBank:
     vectors: dict[str, np.ndarray]  # sentence text -> unit vector
 
 
-SENTENCES_VERSION = 1  # bump when answer_sentences, split_sentences or is_junk change: stored sentences go stale
+SENTENCES_VERSION = 2  # bump when answer_sentences, split_sentences or is_junk change: stored sentences go stale
 
 
 def answer_sentences(text: str, section: str = "") -> list[str]:
