@@ -165,7 +165,7 @@ class Library:
         elif summary and cited:
             answer = replace(answer, summary=extractive_summary(
                 question, cited, embedder, sides=answer.sides, query_vector=found.query_vector,
-                bank=_sentence_bank(snapshot, found, cited)))
+                bank=_sentence_bank(snapshot, found, cited), expanded=found.query.expanded))
         return answer
 
     def _note_stub_index(self, snapshot: Snapshot) -> None:

@@ -176,6 +176,9 @@ def test_pysbd_sentences_equal_pysbd_segment(scifact_dir, real_pdfs):
         ("FFNGLU(x, W, V, W2) = (σ(xW ) ⊗ xV )W2 FFNBilinear(x, W, V, W2) = (xW ⊗ xV )W2 FFNReGLU(x, W, V, W2) = "
          "(max(0, xW ) ⊗ xV )W2.", True),
         ("The loss is computed when the flag == True holds for every sample in the batch.", True),
+        # 1911.02150v1 p. 5: prose run into a listing's signature and docstring quotes
+        ("The code is identical except that we remove the letter h from the equations. def Multi query Attention "
+         "Batched ( X, M, mask , P_q, P_k ) : \" \" \" Multi-Query Attention .", True),
     ],
 )
 def test_is_junk(sentence, junk):
@@ -276,6 +279,21 @@ def test_questions_asking_for_a_figure_prefer_the_sentence_that_has_it(hash_embe
     summary = extractive_summary("How much compute did uptraining take?", passages, hash_embedder, max_sentences=2)
     assert [s.text for s in summary.sentences] == [
         "Uptraining the checkpoint took approximately 600 TPUv3 chip-days on the cluster."]
+
+
+def test_the_expanded_question_s_words_count_for_the_answer(hash_embedder):
+    """The sentence that spells out what the question abbreviates is picked when retrieval's expansion of the
+    question is passed along (`expanded`): "GQA" counts "grouped-query attention"."""
+    passages = [make_passage("What the decoder does with keys and values decides its memory at inference. "
+                             "Grouped-query attention divides the query heads into groups sharing one key head. "
+                             "What the model does at inference is bound by memory bandwidth, not arithmetic.")]
+    question = "What does GQA do?"
+    plain = extractive_summary(question, passages, hash_embedder, max_sentences=2)
+    expanded = extractive_summary(question, passages, hash_embedder, max_sentences=2,
+                                  expanded="What does GQA do? grouped-query attention")
+    assert any(s.text.startswith("Grouped-query attention divides") for s in expanded.sentences)
+    assert not any(s.text.startswith("Grouped-query") for s in plain.sentences)  # its words alone do not find it
+    assert_verbatim_and_cited(expanded, passages)
 
 
 def test_near_duplicates_and_references_are_dropped(hash_embedder):

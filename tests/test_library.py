@@ -66,6 +66,22 @@ def test_a_question_expanded_by_an_acronym_is_still_encoded_once_as_asked(index,
     assert CountingHash.seen.count("what does GQA share") == 1 and CountingHash.seen.count(answer.expanded_query) == 1
 
 
+def test_the_answer_scores_sentences_on_the_expanded_question(index, monkeypatch):
+    """ask() hands retrieval's expansion ("GQA" -> "grouped-query attention") to the extractive answer."""
+    import rag.library
+
+    seen = {}
+    real = rag.library.extractive_summary
+
+    def recording(question, passages, embedder, **options):
+        seen.update(options)
+        return real(question, passages, embedder, **options)
+
+    monkeypatch.setattr(rag.library, "extractive_summary", recording)
+    answer = Library(index).ask("what does GQA share", k=2)
+    assert "grouped-query attention" in answer.expanded_query.lower() and seen["expanded"] == answer.expanded_query
+
+
 def test_snapshot_extras_are_read_once(index):
     snapshot = Library(index).snapshot()
     acronyms = snapshot.extra("acronyms", {})

@@ -51,7 +51,8 @@ _YEAR_CITE = re.compile(r"\((?:19|20)\d{2}[a-z]?\)|\b(?:19|20)\d{2}[a-z]?\.")  #
 # Chunks are token windows, so their first and last sentences are often cut: keep only sentences that
 # start like one (not in lower case) and end like one (full stop, ? or !, maybe inside quotes or brackets).
 _SENTENCE_END = re.compile(r"[.!?][\"'’”)\]]*$")
-_CODE_LIKE = re.compile(r">>>|\s==\s|\w\s?\(\s*\)|[{};]\s*$")  # code listings
+# code listings: a prompt, ==, an empty call, a line ending in a brace or semicolon, a `def f(`, a docstring's quotes
+_CODE_LIKE = re.compile(r">>>|\s==\s|\w\s?\(\s*\)|[{};]\s*$|\bdef\s+\w[\w ]*\(|\"\s?\"\s?\"")
 MAX_EQUALS = 2  # more "=" than this is an equation or code; "we use β = 0.5" and "setting m = β = 0" are prose
 _BIBLIOGRAPHY = re.compile(
     r"\b(?:Proceedings of|Conference on|Workshop on|Advances in Neural|Journal of|Transactions on|Association for "
@@ -129,7 +130,7 @@ class SentenceBank:
     vectors: dict[str, np.ndarray]  # sentence text -> unit vector
 
 
-SENTENCES_VERSION = 2  # bump when answer_sentences, split_sentences or is_junk change: stored sentences go stale
+SENTENCES_VERSION = 3  # bump when answer_sentences, split_sentences or is_junk change: stored sentences go stale
 
 
 def answer_sentences(text: str, section: str = "") -> list[str]:
@@ -225,16 +226,17 @@ def _style_bonus(query: str, candidates: list[_Candidate]) -> np.ndarray:
 
 
 def _relevance(query: str, candidates: list[_Candidate], embedder, query_vector: np.ndarray | None,
-               bank: SentenceBank | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(relevance per candidate, candidate-by-candidate cosine matrix): cosine to the query, share of its terms,
-    a little trust in retrieval's order, and the bonus for the kind of sentence the question asks for."""
+               bank: SentenceBank | None = None, terms: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(relevance per candidate, candidate-by-candidate cosine matrix): cosine to the query, share of the terms
+    of `terms` (default: the query), a little trust in retrieval's order, and the bonus for the kind of sentence
+    the question asks for."""
     if query_vector is None:
         query_vector = embedder.encode([query])[0]
     vectors = sentence_vectors([c.text for c in candidates], embedder, bank)
     with one_thread():
         cosine = vectors @ np.asarray(query_vector, np.float32)
         similarity = vectors @ vectors.T
-    query_terms = content_terms(query)
+    query_terms = content_terms(terms or query)
     overlap = np.array([len(c.terms & query_terms) / max(len(query_terms), 1) for c in candidates])
     bonus = np.array([RANK_BONUS / (c.passage + 1) for c in candidates])
     relevance = DENSE_WEIGHT * cosine + TERM_WEIGHT * overlap + bonus + _style_bonus(query, candidates)
@@ -303,6 +305,7 @@ def extractive_summary(
     max_sentences: int = 4,
     query_vector: np.ndarray | None = None,
     bank: SentenceBank | None = None,
+    expanded: str | None = None,
 ) -> Summary:
     """A 2-5 sentence answer taken verbatim from `passages` (best first), each marked [n] (1-based).
 
@@ -315,6 +318,9 @@ def extractive_summary(
         max_sentences: clamped to 2-5.
         bank: the passages' sentences and vectors as the build stored them; without it (or for a passage it
             lacks) sentences are segmented and encoded now, with the same result.
+        expanded: the query with the acronyms it uses spelled out, and the short forms of the long forms it
+            writes out (retrieval's Query.expanded): its words are the terms a sentence is scored on sharing, so
+            "GQA" also counts "grouped-query attention" in a sentence (README, Quality).
     """
     candidates = _candidates(passages, bank)
     if not candidates:
@@ -324,8 +330,8 @@ def extractive_summary(
     missing = [side.label for side in parsed[:2]
                if not any(side.about(p.text) or content_terms(side.label) <= content_terms(p.text) for p in passages)]
     limit = min(max(max_sentences, MIN_SENTENCES), MAX_SENTENCES)
-    candidates = _shortlist(query, candidates, parsed)
-    relevance, similarity = _relevance(query, candidates, embedder, query_vector, bank)
+    candidates = _shortlist(expanded or query, candidates, parsed)
+    relevance, similarity = _relevance(query, candidates, embedder, query_vector, bank, terms=expanded)
     pair: list[int] = []
     for side in parsed[:2]:
         others = [s for s in parsed if s is not side]
