@@ -268,8 +268,10 @@ def retrieve(
     own_vector = vectors[0] if parsed.expanded == parsed.text else None
     if not parsed.is_comparison:
         focus = focused_sources(snapshot, question, main, settings)
-        hits = cap(prefer_body(snapshot, main, focus), k, per_paper, snapshot.row_source, focus=focus, focus_cap=max(per_paper, settings.focus_per_paper),
-                   row_pages=snapshot.row_pages if settings.fusion == "zscore" and mode == "hybrid" else None)
+        by_page = settings.fusion == "zscore" and mode == "hybrid"  # PAGE_MARGIN is in z-score units
+        hits = cap(prefer_body(snapshot, main, focus), k, per_paper, snapshot.row_source, focus=focus,
+                   focus_cap=max(per_paper, settings.focus_per_paper),
+                   row_pages=snapshot.row_pages if by_page else None)
         return Retrieval(parsed, tuple(hits), own_vector)
     sides = [rank(snapshot, vector, text, settings, **options) for vector, text in zip(vectors[1:], parsed.sides)]
     hits = balance(main, sides, parsed.side_labels, k, per_paper, snapshot.row_source)
@@ -293,18 +295,13 @@ def _paper_names(snapshot: Snapshot) -> dict[str, str]:
     return names
 
 
-def named_sources(snapshot: Snapshot, question: str) -> frozenset[int]:
-    """The papers (source indexes) a question names: a title's words, a coined name, an arXiv id."""
-    named = named_papers(question, _paper_names(snapshot))
-    return frozenset(i for i, sid in enumerate(snapshot.source_ids) if sid in named) if named else frozenset()
-
-
 def focused_sources(snapshot: Snapshot, question: str, hits: list[Hit], settings: Settings) -> frozenset[int]:
     """The papers (source indexes) a question is about: those it names (title words, a coined name, an arXiv id),
     or the one that holds at least `settings.focus_share` of the best `2 * settings.per_paper + 1` hits. Such a
     paper may fill more of the answer than the per-paper cap allows others, so that the page that answers is not
     crowded out by the same paper's abstract."""
-    focus = set(named_sources(snapshot, question))
+    named = named_papers(question, _paper_names(snapshot))
+    focus = {i for i, sid in enumerate(snapshot.source_ids) if sid in named} if named else set()
     window = hits[: 2 * settings.per_paper + 1]
     if window:
         top = int(snapshot.row_source[window[0].row])

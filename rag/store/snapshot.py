@@ -235,7 +235,7 @@ class Snapshot:
                                f"{self.manifest['counts']['chunks']}")
         self.row_is_references = np.array([bool(r[1]) for r in rows], dtype=bool)
         # Each row's pages (first, last), 0 for a source all on one page (a web page, a README, an abstract):
-        # the places an answer gives go to pages it has not shown yet (rag.retrieve.search.cap)
+        # the places an answer gives go to pages it has not shown yet (rag.retrieve.places.cap)
         pages = np.array([(r[2] or 0, r[3] or 0) for r in rows], dtype=np.int32).reshape(-1, 2)
         last = np.zeros(len(self.source_ids), dtype=np.int32)
         np.maximum.at(last, self.row_source, pages[:, 1])
