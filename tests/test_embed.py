@@ -15,7 +15,7 @@ import pytest
 
 from rag.embed import ExportingEmbedder, ModelInfo, TorchFallbackWarning, open_embedder, query_embedder_for
 from rag.embed.model import BUNDLED_NAME, HashEmbedder, bundled_model_path, recipe_fingerprint
-from rag.embed.onnx import OnnxEmbedder, export_ready
+from rag.embed.onnx import OnnxEmbedder, export_ready, token_batches
 from rag.embed.torch import ExportSource, SentenceTransformerEmbedder, export_onnx
 from rag.errors import EmbedError, IndexMismatch
 from rag.settings import Settings
@@ -107,6 +107,18 @@ def test_onnx_export_gives_the_torch_vectors(torch_embedder, reference, export_d
     # encoding truncated a copy of the tokenizer, not the shared one that counts
     assert onnx.count_tokens(texts) == torch_embedder.count_tokens(texts) == HashEmbedder().count_tokens(texts)
     assert onnx.encode([]).shape == (0, 384)
+
+
+def test_batches_hold_a_few_long_texts_or_many_short_ones():
+    """Texts sorted longest-first go in batches of at most `max_tokens` padded word pieces and `batch_size` texts;
+    a text longer than the budget still gets a batch of its own, and every text is in exactly one batch."""
+    lengths = [256, 256, 256, 200, 120, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 12]
+    batches = token_batches(lengths, 16, 512)
+    assert batches == [(0, 2), (2, 4), (4, 8), (8, 16)]
+    assert all(lengths[start] * (end - start) <= 512 for start, end in batches)
+    assert token_batches(lengths, 3, 512)[-2:] == [(10, 13), (13, 16)]  # the count cap binds for short texts
+    assert token_batches([900, 10], 16, 512) == [(0, 1), (1, 2)]
+    assert token_batches([], 16, 512) == []
 
 
 def test_the_encoder_keeps_to_one_core_while_the_extraction_worker_works(reference, export_dir):
