@@ -111,7 +111,7 @@ class OnnxEmbedder:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = default("batch_size"),
                progress: bool = False) -> np.ndarray:
-        """Tokenize once, batch longest-first (little padding), pool, normalize, restore the input order."""
+        """Tokenize once, batch longest-first (little padding; `token_batches`), pool, normalize, restore the order."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
