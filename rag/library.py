@@ -274,7 +274,7 @@ class Library:
     # ---- evaluation -------------------------------------------------------------------------------------
     def evaluate_gold(self, gold: str | Path, *, k: int | None = None, split: str | None = None) -> GoldReport:
         """`rag eval --gold`: ask each gold question (of one `split`, if given) of the published snapshot, as `ask`
-        does (passages only, k = RAG_K), and score hit@k, MRR, page@k and fidelity (rag.eval.gold)."""
+        does (passages only, k = RAG_K), and score hit@k, MRR, page@k, evidence@5 and fidelity (rag.eval.gold)."""
         from rag.eval.files import load_gold
 
         questions = load_gold(Path(gold))
@@ -319,9 +319,9 @@ class Library:
 
     def gold_gate(self, gold: str | Path, margin: float | None = None) -> Callable[[Snapshot], None]:
         """A `build` gate: score the new snapshot and the published one on the gold questions; GateFailed when
-        a metric (hit@k, MRR, page@k, fidelity) falls by more than `margin` (default RAG_GATE_MARGIN). Both are
-        scored on the questions whose sources the published snapshot holds, so a paper the new one lost counts
-        against it. A broken gold file fails here, at once."""
+        a metric (hit@k, MRR, page@k, evidence@5, fidelity) falls by more than `margin` (default
+        RAG_GATE_MARGIN). Both are scored on the questions whose sources the published snapshot holds, so a paper
+        the new one lost counts against it. A broken gold file fails here, at once."""
         from rag.eval.files import load_gold
         from rag.eval.gold import gate_check
 

@@ -193,24 +193,29 @@ def test_found_on_pages_compares_what_the_page_shows_not_how_its_font_encodes_it
     assert not found_on_pages("Self-Att h + FFN", [deepseekmoe])
 
 
-def _result(rank, page_rank, faithful=(), paged=True, held=True, split="dev", kind="number"):
+def _result(rank, page_rank, faithful=(), paged=True, held=True, split="dev", kind="number", evidence_rank=None,
+            evidenced=True):
     from rag.eval.gold import GoldResult
 
-    return GoldResult("q", rank, page_rank, (), paged, ("a",) * 5, faithful, split, kind, held)
+    return GoldResult("q", rank, page_rank, (), paged, ("a",) * 5, faithful, split, kind, held,
+                      evidenced=evidenced, evidence_rank=evidence_rank)
 
 
 def test_figures_hand_worked():
     from rag.eval.gold import figures
 
-    results = [_result(1, 1, (True, True)), _result(2, 4, (True, False)), _result(None, None, (None, True)),
-               _result(3, None, paged=False), _result(None, None, held=False)]
+    results = [_result(1, 1, (True, True), evidence_rank=1), _result(2, 4, (True, False), evidence_rank=None),
+               _result(None, None, (None, True)), _result(3, None, paged=False, evidenced=False),
+               _result(None, None, held=False, evidence_rank=1)]
     f = figures(results)
     assert (f.questions, f.paged, f.checked) == (4, 3, 5)  # the skipped question counts for nothing
     assert f.hit1 == pytest.approx(1 / 4) and f.hit5 == pytest.approx(3 / 4)
     assert f.mrr == pytest.approx((1 + 1 / 2 + 1 / 3) / 4)
     assert f.page1 == pytest.approx(1 / 3) and f.page5 == pytest.approx(2 / 3)
     assert f.fidelity == pytest.approx(4 / 5)
-    assert set(f.metrics()) == {"hit@1", "hit@5", "mrr", "page@1", "page@5", "fidelity"}
+    # evidence@5 over the held questions that list phrases: one of three shows a passage holding one
+    assert f.evidenced == 3 and f.evidence5 == pytest.approx(1 / 3)
+    assert set(f.metrics()) == {"hit@1", "hit@5", "mrr", "page@1", "page@5", "evidence@5", "fidelity"}
     assert figures([_result(1, None, paged=False)]).page5 is None  # no question with pages: no page figure
 
 
@@ -360,13 +365,16 @@ def _build_pdfs(real_pdfs, tmp_path, names, *, gate=None):
 def _gold_file(tmp_path, ids) -> Path:
     lines = [
         {"question": "inline citations help researchers contextualize the current article and discover prior work",
-         "expect": [{"source": ids["citesee"], "pages": [1]}]},  # the abstract's own words, page 1
+         "expect": [{"source": ids["citesee"], "pages": [1], "evidence": [
+             "inline citations help researchers contextualize the current article and discover relevant prior work"]}]},
+        # the abstract's own words, page 1; the passage showing it holds the phrase (evidence@5)
         {"question": "PaperMage, a unified toolkit for processing visually-rich scientific documents",
          "expect": [{"source": ids["papermage"], "pages": [1, 2]}]},
         {"question": "designing AI support for real-world expository writing tasks beyond summarization",
          "expect": [{"source": ids["writing"]}]},
         {"question": "CiteSee: augmenting citations in scientific papers with personalized historical context",
-         "expect": [{"source": ids["citesee"], "pages": [40]}]},  # deliberately a page the paper lacks
+         "expect": [{"source": ids["citesee"], "pages": [40], "evidence": ["words no passage of CiteSee holds"]}]},
+        # deliberately a page the paper lacks, and a phrase it lacks: both missed
         {"question": "a paper this index does not hold", "expect": [{"source": "arxiv:2305.13245"}]},
     ]
     path = tmp_path / "gold.jsonl"
@@ -390,6 +398,10 @@ def test_evaluate_gold_on_an_index_of_real_pdfs(real_pdfs, tmp_path, monkeypatch
     assert (figures.questions, figures.paged) == (4, 3)
     assert (figures.hit1, figures.hit5, figures.mrr) == (1.0, 1.0, 1.0)
     assert figures.page5 == pytest.approx(2 / 3)
+    # evidence@5 counts a question only when a returned passage of its source holds one of its phrases
+    assert [r.evidence_rank for r in report.results] == [1, None, None, None, None]
+    assert [r.evidenced for r in report.results] == [True, False, False, True, False]
+    assert figures.evidenced == 2 and figures.evidence5 == pytest.approx(1 / 2)
     # every passage returned was checked against the extracted pages it cites, and found there
     assert figures.checked == sum(len(r.returned) for r in report.results) > 10
     assert figures.fidelity == 1.0

@@ -229,7 +229,7 @@ def eval_command(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score retrieval: BM25, dense and hybrid on a BEIR dataset, or hit@k, MRR, page@k, fidelity on gold questions.
+    """Score retrieval: BM25, dense and hybrid on a BEIR dataset, or hit@k, MRR, page@k, evidence@5, fidelity on gold questions.
 
     The BEIR corpus is indexed by the product's own pipeline into <home>/eval/<recipe>/ (never the published
     index) once per recipe; reruns reuse it.

@@ -203,7 +203,8 @@ def gold_table(report) -> str:
 
 
 def _figures_header() -> str:
-    return f"{'':<16}{'n':>4}{'hit@1':>7}{'hit@5':>7}{'MRR':>7}{'paged':>7}{'page@1':>8}{'page@5':>8}{'fidelity':>10}"
+    return (f"{'':<16}{'n':>4}{'hit@1':>7}{'hit@5':>7}{'MRR':>7}{'paged':>7}{'page@1':>8}{'page@5':>8}"
+            f"{'evid@5':>8}{'fidelity':>10}")
 
 
 def _figures_row(name: str, f) -> str:
@@ -211,7 +212,7 @@ def _figures_row(name: str, f) -> str:
         return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.3f}"
 
     return (f"{name:<16}{f.questions:>4}{f.hit1:>7.3f}{f.hit5:>7.3f}{f.mrr:>7.3f}{f.paged:>7}"
-            f"{show(f.page1, 8)}{show(f.page5, 8)}{show(f.fidelity, 10)}")
+            f"{show(f.page1, 8)}{show(f.page5, 8)}{show(f.evidence5, 8)}{show(f.fidelity, 10)}")
 
 
 def eval_json(report) -> str:

@@ -2,7 +2,9 @@
 
 Per question, over the k passages `ask` returns (k = RAG_K, 5 by default): the rank of the first passage from an
 expected source (hit@1, hit@5, MRR), the rank of the first one that also cites one of that source's expected pages
-(page@1, page@5), and for every passage whether its text is on the pages its citation names (fidelity). A question
+(page@1, page@5), the rank of the first one whose own text holds one of that source's evidence phrases
+(evidence@5: the passage that answers is shown, not only its page), and for every passage whether its text is on
+the pages its citation names (fidelity). A question
 whose expected sources the index does not hold with text (not in the list, or only the list's own title) is
 skipped and reported, not counted as a miss. The passages come from the caller, who asks each question the way
 `ask` does (rag.library.Library.evaluate_gold); the file format is in rag.eval.files.
@@ -90,6 +92,8 @@ class GoldResult:
     split: str = ""
     kind: str = ""
     held: bool = True  # False: the index holds no expected source's text, so the question is not scored
+    evidenced: bool = False  # the question lists evidence phrases (it counts for evidence@k)
+    evidence_rank: int | None = None  # first passage from an expected source whose text holds one of its phrases
 
     @property
     def page_ok(self) -> bool | None:
@@ -111,11 +115,13 @@ class Figures:
     page5: float | None
     checked: int
     fidelity: float | None
+    evidenced: int = 0  # questions that list evidence phrases
+    evidence5: float | None = None  # share of them with a phrase in the text of one of the first 5 passages
 
     def metrics(self) -> dict[str, float]:
         """{name: value} of the figures that exist (what the gate compares)."""
         named = {"hit@1": self.hit1, "hit@5": self.hit5, "mrr": self.mrr, "page@1": self.page1,
-                 "page@5": self.page5, "fidelity": self.fidelity}
+                 "page@5": self.page5, "evidence@5": self.evidence5, "fidelity": self.fidelity}
         return {name: value for name, value in named.items() if value is not None}
 
 
@@ -126,6 +132,7 @@ def figures(results: Sequence[GoldResult]) -> Figures:
     ranks = [r.rank for r in scored]
     paged = [r.page_rank for r in scored if r.paged]
     checks = [ok for r in scored for ok in r.faithful if ok is not None]
+    evidenced = [r.evidence_rank for r in scored if r.evidenced]
     return Figures(
         questions=len(scored),
         hit1=sum(r == 1 for r in ranks) / n,
@@ -136,6 +143,8 @@ def figures(results: Sequence[GoldResult]) -> Figures:
         page5=sum(r is not None and r <= 5 for r in paged) / len(paged) if paged else None,
         checked=len(checks),
         fidelity=sum(checks) / len(checks) if checks else None,
+        evidenced=len(evidenced),
+        evidence5=sum(r is not None and r <= 5 for r in evidenced) / len(evidenced) if evidenced else None,
     )
 
 
@@ -199,10 +208,14 @@ def _judge(question: GoldQuestion, found: Sequence[Passage], page_texts: PageTex
     page_rank = next((i for i, p in enumerate(found, 1)
                       if p.chunk.source_id in pages and pages[p.chunk.source_id].intersection(cited(p))), None)
     first = next((p for p in found if p.chunk.source_id in expected), None)
+    phrases = {e.source: [normalize(phrase) for phrase in e.evidence] for e in question.expect if e.evidence}
+    evidence_rank = next((i for i, p in enumerate(found, 1) if p.chunk.source_id in phrases
+                          and any(phrase in normalize(p.text) for phrase in phrases[p.chunk.source_id])), None)
     return GoldResult(
         question=question.question, rank=rank, page_rank=page_rank,
         cited_pages=tuple(cited(first)) if first is not None else (), paged=bool(pages), returned=returned,
         faithful=tuple(_faithful(p, page_texts) for p in found), split=question.split, kind=question.kind,
+        evidenced=bool(phrases), evidence_rank=evidence_rank,
     )
 
 
