@@ -210,13 +210,18 @@ def _judge(question: GoldQuestion, found: Sequence[Passage], page_texts: PageTex
     first = next((p for p in found if p.chunk.source_id in expected), None)
     phrases = {e.source: [normalize(phrase) for phrase in e.evidence] for e in question.expect if e.evidence}
     evidence_rank = next((i for i, p in enumerate(found, 1) if p.chunk.source_id in phrases
-                          and any(phrase in normalize(p.text) for phrase in phrases[p.chunk.source_id])), None)
+                          and _holds(normalize(p.text), phrases[p.chunk.source_id])), None)
     return GoldResult(
         question=question.question, rank=rank, page_rank=page_rank,
         cited_pages=tuple(cited(first)) if first is not None else (), paged=bool(pages), returned=returned,
         faithful=tuple(_faithful(p, page_texts) for p in found), split=question.split, kind=question.kind,
         evidenced=bool(phrases), evidence_rank=evidence_rank,
     )
+
+
+def _holds(text: str, phrases: Sequence[str]) -> bool:
+    """Does the (normalized) passage text hold one of the (normalized) phrases?"""
+    return any(phrase in text for phrase in phrases)
 
 
 def _faithful(passage: Passage, page_texts: PageTexts) -> bool | None:
