@@ -161,11 +161,12 @@ class Library:
         if summary == "llm" and cited:
             answer = replace(answer, summary=answer_with_fallback(
                 question, cited, embedder, s, sides=answer.sides, on_token=on_token, on_sentence=on_sentence,
-                query_vector=found.query_vector))
+                query_vector=None if found.query.asks else found.query_vector))
         elif summary and cited:
             answer = replace(answer, summary=extractive_summary(
-                question, cited, embedder, sides=answer.sides, query_vector=found.query_vector,
-                bank=_sentence_bank(snapshot, found, cited), expanded=found.query.expanded))
+                found.query.asks or question, cited, embedder, sides=answer.sides, query_vector=found.query_vector,
+                bank=_sentence_bank(snapshot, found, cited), expanded=found.query.asks or found.query.expanded,
+                side_papers=found.query.side_papers))
         return answer
 
     def _note_stub_index(self, snapshot: Snapshot) -> None:

@@ -258,6 +258,29 @@ def test_comparison_quotes_each_sides_own_paper(hash_embedder):
     assert second.text.startswith("We propose multi-query attention") and not summary.notice
 
 
+def test_a_paper_side_is_quoted_from_its_paper_whatever_the_sentence_names(hash_embedder):
+    """"Which position encoding do PaLM and MEGABYTE use?": the sides are papers (side_papers). The sentence that
+    answers for a paper rarely names it, and one that names it is often beside the point; each side is quoted
+    from its own paper, by relevance to what the question asks of both."""
+    palm = make_passage("PaLM was trained on 780 billion tokens with the Pathways system. We use RoPE embeddings "
+                        "rather than absolute or relative position embeddings in every layer.", "Chowdhery et al. 2022, p. 5")
+    megabyte = make_passage("The patch encoder chunks byte sequences into patches of fixed size for the model. We use "
+                            "rotary embeddings to model relative positions in the global model.", "Yu et al. 2023, p. 3",
+                            ordinal=1)
+    named_elsewhere = make_passage("PaLM and MEGABYTE both train very large language models on many accelerators "
+                                   "over many weeks.", "Smith 2024, p. 1", ordinal=2)
+    summary = extractive_summary("Which position encoding do use?", [palm, megabyte, named_elsewhere], hash_embedder,
+                                 sides=("PaLM", "MEGABYTE"),
+                                 side_papers=(palm.chunk.source_id, megabyte.chunk.source_id))
+    first, second = summary.sentences[:2]
+    assert (first.markers, second.markers) == ((1,), (2,)) and not summary.notice
+    assert first.text.startswith("We use RoPE embeddings") and second.text.startswith("We use rotary embeddings")
+    assert all(3 not in s.markers for s in summary.sentences[:2])  # names both papers, is from neither
+    by_name = extractive_summary("Which position encoding do use?", [palm, megabyte, named_elsewhere], hash_embedder,
+                                 sides=("PaLM", "MEGABYTE"))
+    assert by_name.sentences[0].text != first.text  # as a comparison of named things, a sentence naming PaLM wins
+
+
 def test_notice_only_when_no_passage_names_the_side(hash_embedder):
     # GQA is named, but only in a line too short to quote: no note that would tell the user it is missing
     passages = [make_passage("See GQA. MQA uses a single key and value head for all of the query heads in a layer. "

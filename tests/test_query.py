@@ -128,3 +128,23 @@ def test_paper_names_single_out_one_paper():
     assert named_papers("in DeepSeek-V2, what is MLA", names) == {"v2"}
     assert named_papers("what does arXiv 2305.13245v2 propose", names) == {"arxiv:2305.13245"}
     assert named_papers("how do mixture-of-experts layers route", names) == set()
+
+
+def test_papers_named_side_by_side_are_told_from_a_name_used_as_a_word():
+    """Names joined by "and", "or", a comma or "versus" ask the same of each paper; a name elsewhere in the
+    question (RoPE, a concept, in a question about DeepSeek-V2) does not."""
+    from rag.retrieve.query import coordinated_papers, without_names
+
+    names = {"palm": "palm", "megabyte": "megabyte", "gqa": "gqa", "rope": "rope", "deepseek-v2": "v2",
+             "switch transformers": "switch"}
+    assert coordinated_papers("Which position encoding do PaLM and MEGABYTE use?", names) == {
+        "palm": "PaLM", "megabyte": "MEGABYTE"}
+    assert coordinated_papers("What do Switch Transformers and PaLM each do about instability?", names) == {
+        "switch": "Switch Transformers", "palm": "PaLM"}
+    assert list(coordinated_papers("the KV cache according to GQA and the PaLM paper", names)) == ["gqa", "palm"]
+    assert list(coordinated_papers("How do GQA, MEGABYTE or PaLM cut memory?", names)) == ["gqa", "megabyte", "palm"]
+    assert coordinated_papers("What decoupled RoPE head dimension does DeepSeek-V2 use?", names) == {}
+    assert coordinated_papers("How does PaLM train?", names) == {}
+    assert without_names("Which position encoding do PaLM and MEGABYTE use?", ["PaLM", "MEGABYTE"]) == \
+        "Which position encoding do and use?"
+    assert without_names("What do Switch Transformer models do?", ["Switch Transformers"]) == "What do models do?"

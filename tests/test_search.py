@@ -245,6 +245,24 @@ def test_comparison_question_returns_both_sides(snapshot, embedder, settings):
     assert sources_of(snapshot, wide.hits).count(GQA) <= 2 and MQA in sources_of(snapshot, wide.hits)
 
 
+def test_papers_named_side_by_side_each_get_places(snapshot, embedder, settings):
+    """"How do GQA and Switch Transformers ...": each paper is a side, its places taken from the question without
+    the names ranked within that paper; the answer is to score sentences against that question too (`asks`)."""
+    question = "How do GQA and Switch Transformers share key and value heads across query heads during decoding?"
+    plain = rank(snapshot, embedder.encode([question])[0], question, settings, mask=row_mask(snapshot, Filters()))
+    assert SWITCH not in sources_of(snapshot, plain[:3])  # the question's own ranking leaves Switch out
+    found = retrieve(snapshot, embedder, question, settings, k=3)
+    assert found.query.side_labels == ("GQA", "Switch Transformers") and found.query.is_comparison
+    assert found.query.side_papers == (GQA, SWITCH)
+    assert found.query.asks == "How do and share key and value heads across query heads during decoding?"
+    np.testing.assert_allclose(found.query_vector, embedder.encode([found.query.asks])[0])
+    sides = {(sources_of(snapshot, [h])[0], h.side) for h in found.hits}
+    assert (GQA, "GQA") in sides and (SWITCH, "Switch Transformers") in sides
+    apart = retrieve(snapshot, embedder, "How does GQA share key and value heads, unlike Switch Transformers?",
+                     settings, k=3)
+    assert not apart.query.is_comparison and not apart.query.asks  # named, but not side by side
+
+
 def test_zscore_fusion_on_a_hand_worked_example():
     dense, lexical = np.array([0.9, 0.5, 0.1]), np.array([0.0, 3.0, 6.0])
     z = math.sqrt(1.5)  # (0.4 / sqrt(0.32 / 3)) = (3 / sqrt(6)) = 1.2247

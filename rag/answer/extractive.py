@@ -102,22 +102,25 @@ class _Candidate:
 class _Side:
     label: str
     pattern: re.Pattern[str]
+    paper: str = ""  # a side that is a paper the question names: its source id
 
-    def about(self, text: str) -> bool:
-        return bool(self.pattern.search(text))
+    def about(self, text: str, source: str) -> bool:
+        """Is a sentence (or passage) of `source` about this side: from its paper, or else naming it."""
+        return source == self.paper if self.paper else bool(self.pattern.search(text))
 
 
-def parse_sides(sides: Sequence[str]) -> tuple[_Side, ...]:
-    """("GQA|grouped-query attention", "MQA") -> matchers; a side matches any of its |-separated names."""
+def parse_sides(sides: Sequence[str], papers: Sequence[str] = ()) -> tuple[_Side, ...]:
+    """("GQA|grouped-query attention", "MQA") -> matchers; a side matches any of its |-separated names, or, given
+    its paper's source id in `papers` (same order), is whatever that paper says."""
     parsed = []
-    for side in sides:
+    for i, side in enumerate(sides):
         names = [n.strip() for n in side.split("|") if n.strip()]
         if not names:
             continue
         # "grouped-query attention" also matches "grouped query attention" and "grouped-query-attention"
         alternatives = [re.escape(n).replace(r"\-", "[-\\s]?").replace(r"\ ", "[-\\s]+") for n in names]
         pattern = re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
-        parsed.append(_Side(names[0], pattern))
+        parsed.append(_Side(names[0], pattern, papers[i] if i < len(papers) else ""))
     return tuple(parsed)
 
 
@@ -186,7 +189,7 @@ def _shortlist(query: str, candidates: list[_Candidate], sides) -> list[_Candida
     order = sorted(range(len(candidates)), key=lambda i: -prior[i])
     keep = set(order[:MAX_ENCODED])
     for side in sides[:2]:
-        about = [i for i in order if side.about(candidates[i].text)]
+        about = [i for i in order if side.about(candidates[i].text, candidates[i].source)]
         keep.update(about[:SIDE_ENCODED])
         keep.update({candidates[i].source: i for i in reversed(about)}.values())  # each paper's best about it
         keep.update([i for i in order if candidates[i].side == side.label][:SIDE_ENCODED])
@@ -280,10 +283,10 @@ def _pick_side(side, others, chosen, candidates, relevance, similarity) -> int |
     not naming the other sides, most relevant."""
     used = {candidates[j].source for j in chosen}
     options = [
-        (c.source not in used and side.about(c.text), side.about(c.text), c.source not in used,
-         c.side == side.label, not any(o.about(c.text) for o in others), relevance[i], i)
+        (c.source not in used and side.about(c.text, c.source), side.about(c.text, c.source), c.source not in used,
+         c.side == side.label, not any(o.about(c.text, c.source) for o in others), relevance[i], i)
         for i, c in enumerate(candidates)
-        if (side.about(c.text) or c.side == side.label) and i not in chosen
+        if (side.about(c.text, c.source) or c.side == side.label) and i not in chosen
         and not _redundant(i, chosen, candidates, similarity)
     ]
     return max(options)[-1] if options else None
@@ -306,6 +309,7 @@ def extractive_summary(
     query_vector: np.ndarray | None = None,
     bank: SentenceBank | None = None,
     expanded: str | None = None,
+    side_papers: tuple[str, ...] = (),
 ) -> Summary:
     """A 2-5 sentence answer taken verbatim from `passages` (best first), each marked [n] (1-based).
 
@@ -321,14 +325,17 @@ def extractive_summary(
         expanded: the query with the acronyms it uses spelled out, and the short forms of the long forms it
             writes out (retrieval's Query.expanded): its words are the terms a sentence is scored on sharing, so
             "GQA" also counts "grouped-query attention" in a sentence (README, Quality).
+        side_papers: when the sides are papers the question names side by side, their source ids (same order):
+            each side is then quoted from its own paper, whatever the sentence names.
     """
     candidates = _candidates(passages, bank)
     if not candidates:
         return Summary(sentences=(), notice="no sentence of the passages fits an answer" if passages else "")
-    parsed = parse_sides(sides)
+    parsed = parse_sides(sides, side_papers)
     # said only when true: no passage (not only no sentence fit for an answer) names that side or holds its words
     missing = [side.label for side in parsed[:2]
-               if not any(side.about(p.text) or content_terms(side.label) <= content_terms(p.text) for p in passages)]
+               if not any(side.about(p.text, p.chunk.source_id) or content_terms(side.label) <= content_terms(p.text)
+                          for p in passages)]
     limit = min(max(max_sentences, MIN_SENTENCES), MAX_SENTENCES)
     candidates = _shortlist(expanded or query, candidates, parsed)
     relevance, similarity = _relevance(query, candidates, embedder, query_vector, bank, terms=expanded)

@@ -35,7 +35,9 @@ class Query:
 
     `expanded` (the text plus the long forms of the short forms it uses) is what BM25 and the encoder get.
     For a comparison, `side_labels` are the sides as written ("GQA", "MQA") and `sides` the same sides expanded
-    ("GQA grouped-query attention"), each retrieved on its own so the answer covers both.
+    ("GQA grouped-query attention"), each retrieved on its own so the answer covers both. When the sides are
+    papers the question names side by side ("Which position encoding do PaLM and MEGABYTE use?"), `side_papers`
+    holds their source ids and `asks` the question without their names, what it asks of each.
     """
 
     text: str
@@ -43,6 +45,8 @@ class Query:
     sides: tuple[str, ...] = ()
     side_labels: tuple[str, ...] = ()
     expansions: tuple[tuple[str, str], ...] = ()  # (short form, long form) pairs that were added
+    side_papers: tuple[str, ...] = ()
+    asks: str = ""
 
     @property
     def is_comparison(self) -> bool:
@@ -279,14 +283,68 @@ def _title_names(title: str, long_forms: list[tuple[str, str]]) -> list[str]:
 def named_papers(question: str, names: Mapping[str, str]) -> set[str]:
     """The source ids of the papers a question names (by a name of `paper_names`, or an arXiv id)."""
     text = " ".join(question.lower().split())
-    found = {source for name, source in names.items() if _mentions(text, name)}
+    found = set(paper_mentions(question, names))
     found.update(f"arxiv:{m}" for m in re.findall(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\d.])", text))
     return found
 
 
-def _mentions(text: str, name: str) -> bool:
-    """`name` in `text` as whole words; a plural or singular of its last word counts too."""
-    stem = name[:-1] if name.endswith("s") and len(name) > 4 else name
+def paper_mentions(question: str, names: Mapping[str, str]) -> dict[str, str]:
+    """Source id -> the name the question calls it by, as written ("MEGABYTE"), for each paper it names by a name
+    of `paper_names` (the longest, when it uses several), in the order the question names them."""
+    return {source: written for source, (_, written) in _mentions_at(question, names).items()}
+
+
+_JOINED = re.compile(r"^['’]?s?\s*(?:,|,?\s*(?:and|or|&|vs\.?|versus|as\s+well\s+as))\s*(?:the\s+)?$", re.IGNORECASE)
+
+
+def coordinated_papers(question: str, names: Mapping[str, str]) -> dict[str, str]:
+    """`paper_mentions` when the question names two or more papers side by side ("PaLM and MEGABYTE", "GQA and
+    the PaLM inference paper", "A, B or C"): it asks the same of each. Empty otherwise, for a paper's name that is
+    only a word of the question ("the decoupled RoPE head dimension of DeepSeek-V2")."""
+    found = _mentions_at(question, names)
+    if len(found) < 2:
+        return {}
+    text = " ".join(question.split())
+    spans = [(start, start + len(written)) for start, written in found.values()]
+    joined = all(_JOINED.match(text[end:start]) for (_, end), (start, _) in zip(spans, spans[1:]))
+    return {source: written for source, (_, written) in found.items()} if joined else {}
+
+
+def _mentions_at(question: str, names: Mapping[str, str]) -> dict[str, tuple[int, str]]:
+    """Source id -> (where in the whitespace-normalized question, the name as written), in question order."""
+    text = " ".join(question.split())
+    lowered = text.lower()
+    same = len(lowered) == len(text)  # lowering kept every offset (it does, but for a few letters like "İ")
+    found: dict[str, tuple[int, str]] = {}
+    for name, source in names.items():
+        match = _mention(lowered, name)
+        if match is None or not same:
+            if match is not None:  # offsets unknown: named, but never a side
+                found.setdefault(source, (-1, match.group()))
+            continue
+        written = text[match.start():match.end()]
+        if source not in found or len(written) > len(found[source][1]):
+            found[source] = (match.start(), written)
+    return dict(sorted(found.items(), key=lambda item: item[1][0]))
+
+
+def without_names(text: str, names: Iterable[str]) -> str:
+    """`text` with each of `names` taken out (whole words, any case, plural or not): what a question asks of the
+    papers it names, to rank each paper's own chunks by (within one paper, its name says nothing about a chunk
+    but favours the abstract and the chunks that repeat it)."""
+    for name in names:
+        text = re.sub(rf"(?<![\w-]){re.escape(_stem(name.lower()))}s?(?![\w-])", " ", text, flags=re.IGNORECASE)
+    return " ".join(text.split())
+
+
+def _mention(text: str, name: str) -> re.Match | None:
+    """Where `name` is in (lowercased) `text` as whole words; a plural or singular of its last word counts too."""
+    stem = _stem(name)
     if stem not in text:  # the whole-word pattern below can only match where the plain text is: a question checks
-        return False      # every paper's names (thousands on a big index), and compiling each pattern costs ~0.3 ms
-    return re.search(rf"(?<![\w-]){re.escape(stem)}s?(?![\w-])", text) is not None
+        return None       # every paper's names (thousands on a big index), and compiling each pattern costs ~0.3 ms
+    return re.search(rf"(?<![\w-]){re.escape(stem)}s?(?![\w-])", text)
+
+
+def _stem(name: str) -> str:
+    """A name without a plural's "s" ("switch transformers" -> "switch transformer"): either form matches."""
+    return name[:-1] if name.endswith("s") and len(name) > 4 else name

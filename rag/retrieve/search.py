@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from bisect import bisect_left
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -28,7 +29,8 @@ from rag.errors import FilterError, SettingsError
 from rag.ids import id_at_end
 from rag.retrieve.cite import cite
 from rag.retrieve.places import Hit, balance, cap
-from rag.retrieve.query import Query, named_papers, paper_names, parse_query, record_titles
+from rag.retrieve.query import (Query, coordinated_papers, named_papers, paper_names, parse_query, record_titles,
+                                without_names)
 from rag.settings import Settings
 from rag.store.index import top_rows
 from rag.store.snapshot import Snapshot
@@ -60,8 +62,9 @@ class Filters:
 
 @dataclass(frozen=True)
 class Retrieval:
-    """What `retrieve` found for a question: the question as parsed, the hits, and the question's own vector
-    when retrieval encoded exactly its text (an answer built from the hits reuses it instead of encoding again)."""
+    """What `retrieve` found for a question: the question as parsed, the hits, and the vector of what the answer
+    scores sentences against (`query.asks` when set, else the question itself) when retrieval encoded exactly
+    that text (an answer built from the hits reuses it instead of encoding again)."""
 
     query: Query
     hits: tuple[Hit, ...]
@@ -255,7 +258,8 @@ def retrieve(
 ) -> Retrieval:
     """The k best passages for a question (default RAG_K), at most `per_paper` from one source (RAG_PER_PAPER);
     for a comparison question ("how does X differ from Y") each side is retrieved on its own too and gets about
-    k / sides of the places. Acronyms the build mined from the snapshot expand the question."""
+    k / sides of the places, and so does each paper a question names side by side ("... PaLM and MEGABYTE ...",
+    `each_paper`). Acronyms the build mined from the snapshot expand the question."""
     k = settings.k if k is None else k
     per_paper = settings.per_paper if per_paper is None else per_paper
     acronyms = snapshot.extra("acronyms", {})
@@ -266,16 +270,46 @@ def retrieve(
     options = dict(candidates=max(settings.candidates, 4 * k), mask=mask, mode=mode)
     main = rank(snapshot, vectors[0], texts[0], settings, **options)
     own_vector = vectors[0] if parsed.expanded == parsed.text else None
+    by_page = settings.fusion == "zscore" and mode == "hybrid"  # PAGE_MARGIN is in z-score units
+    row_pages = snapshot.row_pages if by_page else None
     if not parsed.is_comparison:
+        named = {bisect_left(snapshot.source_ids, sid): name  # source_ids is sorted
+                 for sid, name in coordinated_papers(question, _paper_names(snapshot)).items()
+                 if sid in snapshot.sources}
+        if len(named) >= 2:  # "Which position encoding do PaLM and MEGABYTE use?": each paper is a side
+            labels = tuple(named.values())
+            asks = parse_query(without_names(question, labels) or question, acronyms).expanded
+            vector = embedder.encode([asks])[0] if mode != "lexical" else None
+            hits = each_paper(snapshot, main, named, vector, asks, settings, k, per_paper, options, row_pages)
+            parsed = replace(parsed, sides=labels, side_labels=labels, asks=asks,
+                             side_papers=tuple(snapshot.source_ids[i] for i in named))
+            return Retrieval(parsed, tuple(hits), vector)
         focus = focused_sources(snapshot, question, main, settings)
-        by_page = settings.fusion == "zscore" and mode == "hybrid"  # PAGE_MARGIN is in z-score units
         hits = cap(prefer_body(snapshot, main, focus), k, per_paper, snapshot.row_source, focus=focus,
-                   focus_cap=max(per_paper, settings.focus_per_paper),
-                   row_pages=snapshot.row_pages if by_page else None)
+                   focus_cap=max(per_paper, settings.focus_per_paper), row_pages=row_pages)
         return Retrieval(parsed, tuple(hits), own_vector)
     sides = [rank(snapshot, vector, text, settings, **options) for vector, text in zip(vectors[1:], parsed.sides)]
     hits = balance(main, sides, parsed.side_labels, k, per_paper, snapshot.row_source)
     return Retrieval(parsed, tuple(hits), own_vector)
+
+
+def each_paper(snapshot: Snapshot, main: list[Hit], named: dict[int, str], vector, text: str, settings: Settings,
+               k: int, per_paper: int, options: dict, row_pages) -> list[Hit]:
+    """The k places for a question that names several papers, shared out as a comparison's are (`balance`): the
+    question without the names (`text`, `vector`) ranked within each paper (its overview sections lower and new
+    pages first, as for one named paper) gives that paper's best hits, k // papers places each, and the main
+    ranking the rest. Without it, the paper that matches the question's words best took every place it was
+    allowed (gold "Which position encoding do PaLM and MEGABYTE use?": four PaLM pages, no MEGABYTE)."""
+    sides = []
+    for source in named:
+        within = options["mask"] & (snapshot.row_source == source)
+        own = rank(snapshot, vector, text, settings, **{**options, "mask": within})
+        focus = frozenset({source})
+        sides.append(cap(prefer_body(snapshot, own, focus), k, per_paper, snapshot.row_source, focus=focus,
+                         focus_cap=k, row_pages=row_pages))
+    places = max(per_paper, -(-k // len(named)))  # two papers may fill all five places between them
+    return balance(prefer_body(snapshot, main, frozenset(named)), sides, list(named.values()), k, places,
+                   snapshot.row_source)
 
 
 _NAMES: "weakref.WeakKeyDictionary[Snapshot, dict[str, str]]" = weakref.WeakKeyDictionary()
