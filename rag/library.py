@@ -158,16 +158,18 @@ class Library:
                          filters=filters)
         cited = passages(snapshot, found)
         answer = Answer(question, cited, None, found.query.expanded, _side_aliases(found.query))
-        if summary == "llm" and cited:
-            answer = replace(answer, summary=answer_with_fallback(
+        if not (summary and cited):
+            return answer
+        # scored against what the question asks of each paper it names side by side, when it does (Query.asks)
+        extractive = functools.partial(
+            extractive_summary, found.query.asks or question, cited, embedder, sides=answer.sides,
+            query_vector=found.query_vector, bank=_sentence_bank(snapshot, found, cited),
+            expanded=found.query.asks or found.query.expanded, side_papers=found.query.side_papers)
+        if summary == "llm":
+            return replace(answer, summary=answer_with_fallback(
                 question, cited, embedder, s, sides=answer.sides, on_token=on_token, on_sentence=on_sentence,
-                query_vector=None if found.query.asks else found.query_vector))
-        elif summary and cited:
-            answer = replace(answer, summary=extractive_summary(
-                found.query.asks or question, cited, embedder, sides=answer.sides, query_vector=found.query_vector,
-                bank=_sentence_bank(snapshot, found, cited), expanded=found.query.asks or found.query.expanded,
-                side_papers=found.query.side_papers))
-        return answer
+                extractive=extractive))
+        return replace(answer, summary=extractive())
 
     def _note_stub_index(self, snapshot: Snapshot) -> None:
         """An index built without any full text (offline, first run) can only point at list entries: say so."""

@@ -214,6 +214,33 @@ def test_a_table_of_contents_is_one_section_marked_like_the_references():
     assert [(h.title, h.is_references) for h in prose] == [("Contents", True), ("1 Introduction", False)]
 
 
+def test_a_reference_wrapped_at_an_initial_does_not_end_the_references():
+    """MEGABYTE's reference list wraps `... Wu, Y., and Neyshabur,` / `B. Block-recurrent transformers. arXiv
+    preprint ...`: that line looks like an appendix heading `B. ...`, and ended the references two pages early
+    (their last pages were then searched and quoted). A lettered title with a sentence break in it is a reference."""
+    from rag.extract.extract import detect_headings
+    from rag.types import Page
+
+    text = ("References\nHutchins, D., Schlag, I., Wu, Y., Dyer, E., and Neyshabur,\n"
+            "B. Block-recurrent transformers. arXiv preprint\narXiv:2203.07852, 2022.\n"
+            "A. Appendices\nTo ensure stable training, we clip gradients.")
+    found = [(h.title, h.is_references) for h in detect_headings((Page(10, text),))]
+    assert found == [("References", True), ("A. Appendices", False)]
+
+
+def test_real_megabyte_references_run_to_their_last_page():
+    from conftest import shared_path
+
+    from rag.embed.model import HashEmbedder
+    from rag.extract.chunk import chunk_document
+
+    raw = shared_path("seed_pdfs", "2305.07185v2.pdf").read_bytes()
+    chunks = chunk_document(extract(fetched("pdf", "arxiv:2305.07185"), raw), HashEmbedder(), max_tokens=256,
+                            overlap=32)
+    assert {c.is_references for c in chunks if c.page_start in (10, 11, 12)} == {True}
+    assert not any(c.is_references for c in chunks if c.page_start >= 13)  # the appendices after them
+
+
 def test_real_table_of_contents_is_left_out_of_search_and_answers():
     """Switch Transformers' contents (p. 2) named every section, and so outranked the pages that answer."""
     from conftest import shared_path

@@ -199,6 +199,28 @@ def test_unreachable_endpoint(passages, embedder):
     assert summary.notice.startswith(f"LLM endpoint http://127.0.0.1:{port}/v1 failed (connection failed)")
 
 
+def test_the_fallback_is_the_extractive_answer_the_caller_hands_over(passages, embedder):
+    """Library.ask passes the extractive answer it shows without an LLM (stored sentences, paper sides, Query.asks):
+    without an endpoint that is the answer, and a failed endpoint falls back to exactly it, with the notice."""
+    from rag.types import Sentence, Summary
+
+    made = []
+    own = Summary(sentences=(Sentence("Grouped-query attention divides query heads into groups.", (1,)),))
+
+    def extractive() -> Summary:
+        made.append(own)
+        return own
+
+    assert answer_with_fallback(QUERY, passages, embedder, Settings(), extractive=extractive) is own
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed when the block ends: nothing listens there
+    settings = Settings().with_overrides(llm_url=f"http://127.0.0.1:{port}/v1", llm_timeout=2.0)
+    summary = answer_with_fallback(QUERY, passages, embedder, settings, extractive=extractive)
+    assert len(made) == 2 and summary.sentences == own.sentences
+    assert summary.notice.startswith(f"LLM endpoint http://127.0.0.1:{port}/v1 failed (connection failed)")
+
+
 def test_llm_summary_raises_typed_error(server, passages):
     with pytest.raises(LLMError, match=r"failed \(HTTP 500\).*RAG_LLM_URL") as caught:
         llm_summary(QUERY, passages, settings_for(server, "error500"))

@@ -280,19 +280,25 @@ def answer_with_fallback(
     on_token: Callable[[str], None] | None = None,
     on_sentence: Callable[[Sentence], None] | None = None,
     query_vector: np.ndarray | None = None,
+    extractive: Callable[[], Summary] | None = None,
 ) -> Summary:
     """The LLM answer when `settings.llm_url` is set and the endpoint works; otherwise the extractive one.
 
     A failure never raises: the extractive Summary comes back with a one-line `notice` such as
     "LLM endpoint http://localhost:11434/v1 failed (HTTP 500); showing the extractive answer".
     `on_token` receives the LLM reply as it streams, before verification; `on_sentence` each checked sentence
-    (see llm_summary).
+    (see llm_summary). `extractive` makes that extractive answer (Library.ask passes the one it would show
+    without an LLM: stored sentences, paper sides); by default, `extractive_summary` of the query and passages.
     """
+    if extractive is None:
+        def extractive() -> Summary:
+            return extractive_summary(query, passages, embedder, sides=sides, query_vector=query_vector)
+
     if not settings.llm_url or not passages:
-        return extractive_summary(query, passages, embedder, sides=sides, query_vector=query_vector)
+        return extractive()
     try:
         return llm_summary(query, passages, settings, on_token=on_token, on_sentence=on_sentence)
     except LLMError as exc:
-        fallback = extractive_summary(query, passages, embedder, sides=sides, query_vector=query_vector)
+        fallback = extractive()
         notice = f"LLM endpoint {exc.url} failed ({exc.reason}); showing the extractive answer"
         return replace(fallback, notice="; ".join(n for n in (notice, fallback.notice) if n))

@@ -16,7 +16,7 @@ from rag.store.home import sha256
 from rag.types import Document, Fetched, Heading, Page, Source
 
 # Bump whenever the pages or headings extracted from the same bytes would change (it keys the document cache).
-EXTRACTOR_VERSION = "5"  # 5: a table of contents is its own section, marked like the references
+EXTRACTOR_VERSION = "6"  # 6: a reference line wrapped at an initial (`B. Title. arXiv preprint`) ends no references
 
 _KNOWN_SECTIONS = (
     r"abstract|introduction|related work|background|preliminaries|methods?|methodology|approach|"
@@ -237,6 +237,8 @@ def _lettered(line: str) -> tuple[str, int, bool] | None:
     """Appendix sections after the references: `A Additional results`, `B.1 Prompts`."""
     match = _LETTERED_RE.fullmatch(line)
     if not match or line.endswith(".") or len(match.group(3).split()) > 8 or _alpha_share(match.group(3)) < 0.8:
+        return None
+    if ". " in match.group(3):  # a reference wrapped at an initial: `B. Block-recurrent transformers. arXiv preprint`
         return None
     return line, 1 + match.group(2).count("."), False
 
