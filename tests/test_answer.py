@@ -179,6 +179,18 @@ def test_pysbd_sentences_equal_pysbd_segment(scifact_dir, real_pdfs):
         # 1911.02150v1 p. 5: prose run into a listing's signature and docstring quotes
         ("The code is identical except that we remove the letter h from the equations. def Multi query Attention "
          "Batched ( X, M, mask , P_q, P_k ) : \" \" \" Multi-Query Attention .", True),
+        # people listed by name (2204.02311 pp. 64-65, 2211.05102 p. 11, a reading list's author line): never an
+        # answer; PaLM's contributions page was quoted for "what does PaLM do about training instability?"
+        ("Maarten Bosma Efficient Checkpointing: Sasha Tsvyashchenko, Paul Barham, Hyeontaek Lim Pathways system: "
+         "Aakanksha Chowdhery, Paul Barham, Hyeontaek Lim, Thanunalayan Sankaranayana Pillai, Michael Isard, Ryan "
+         "Sepassi, Sanjay Ghemawat, Jeff Dean Dataset and Vocabulary development: Maarten Bosma.", True),
+        ("We are grateful to Blake Hechtman, Marcello Maggioni, Zongwei Zhou, and Shibo Wang for XLA support and "
+         "performance optimizations.", True),
+        ("Sun, Yutao, Li Dong, Barun Patra, Shuming Ma, Shaohan Huang, Alon Benhaim, Vishrav Chaudhary, Xia Song, "
+         "and Furu Wei.", True),
+        # ... but a list of datasets or corpora can answer
+        ("We evaluate on Natural Questions, Web Questions, Trivia Questions, and SQuAD in the open setting.", False),
+        ("The mixture contains Common Crawl, Stack Exchange, Project Gutenberg, and Wikipedia pages.", False),
     ],
 )
 def test_is_junk(sentence, junk):

@@ -61,13 +61,19 @@ _CAPTION = re.compile(r"^(?:Figure|Fig\.|Table|Tab\.)\s*\d+[a-z]?\s*[:.|]", re.I
 _NUMBER = re.compile(r"\d")
 _CAPTION_INSIDE = re.compile(r".\b(?:Figure|Fig\.|Table)\s*\d+[a-z]?\s*:")  # a caption run into other text
 _FIGURE_RUN = re.compile(r"(?:(?<!\S)[\d.,%]+\s+){4}")  # four numbers in a row: a figure's axis or a table
+# People listed by name: five "First Last," in a row (an author list, a contributions page), or three in a sentence
+# that thanks or credits them. Fewer, or without such words, is as likely a list of datasets ("Natural Questions,
+# Web Questions, Trivia QA, ...") or of corpora ("Common Crawl, Stack Exchange, ..."), which can answer.
+_NAME = r"[A-Z][a-zà-ÿ'’\-]+(?:\s[A-Z]\.)?\s(?:[A-Z][a-zà-ÿ'’\-]+\s)?[A-Z][a-zà-ÿ'’\-]+"
+_PEOPLE, _MANY_PEOPLE = re.compile(rf"(?:{_NAME},\s+){{3,}}"), re.compile(rf"(?:{_NAME},\s+){{5,}}")
+_CREDIT = re.compile(r"\b(?:thank|grateful|acknowledg|contribut|author)", re.IGNORECASE)
 MAX_NUMERIC_SHARE = 0.35  # a sentence with more of its words holding digits than this is a table row
 MIN_CAPTION_WORDS = 15  # a caption shorter than this names a figure without saying what it shows
 
 
 def is_junk(sentence: str) -> bool:
-    """Fragments, table rows, equations and code, short captions and reference-list lines make poor answer
-    sentences."""
+    """Fragments, table rows, equations and code, short captions, reference-list lines and lists of people make
+    poor answer sentences."""
     words = sentence.split()
     if not MIN_WORDS <= len(words) <= MAX_WORDS:
         return True
@@ -83,6 +89,8 @@ def is_junk(sentence: str) -> bool:
     if _CAPTION.match(sentence) and len(words) < MIN_CAPTION_WORDS:
         return True
     if _CAPTION_INSIDE.search(sentence) or _FIGURE_RUN.search(sentence):
+        return True
+    if _MANY_PEOPLE.search(sentence) or (_PEOPLE.search(sentence) and _CREDIT.search(sentence)):
         return True
     return (bool(_REFERENCE_LIKE.search(sentence) or _BIBLIOGRAPHY.search(sentence))
             or len(_YEAR_CITE.findall(sentence)) >= 2)
@@ -133,7 +141,7 @@ class SentenceBank:
     vectors: dict[str, np.ndarray]  # sentence text -> unit vector
 
 
-SENTENCES_VERSION = 3  # bump when answer_sentences, split_sentences or is_junk change: stored sentences go stale
+SENTENCES_VERSION = 4  # bump when answer_sentences, split_sentences or is_junk change: stored sentences go stale
 
 
 def answer_sentences(text: str, section: str = "") -> list[str]:
