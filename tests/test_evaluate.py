@@ -298,6 +298,38 @@ def test_beir_document_title_handling_and_recipe_key():
     assert recipe_key([doc], embedder, max_tokens=256, overlap=32, title="none") in keys
 
 
+def test_run_beir_encodes_each_question_alone_as_ask_does(tmp_path):
+    """The int8 encoder's vector of a text depends a little on its batch mates (activations are quantized per
+    batch), so the eval must encode each question the way `ask` does: alone."""
+    from rag.embed.model import HashEmbedder
+    from rag.eval.beir import beir_snapshot, run_beir
+    from rag.eval.files import BeirData, BeirDoc
+    from rag.retrieve.search import rank
+    from rag.settings import Settings
+    from rag.store.home import Home
+
+    class Recording(HashEmbedder):
+        calls: list[int] = []
+
+        def encode(self, texts, **kwargs):
+            self.calls.append(len(texts))
+            return super().encode(texts, **kwargs)
+
+    docs = (BeirDoc("1", "Aspirin", "Aspirin lowers fever in adults."), BeirDoc("2", "Statins", "Statins lower LDL."),
+            BeirDoc("3", "Sleep", "Short sleep raises blood pressure."))
+    queries = {"q1": "does aspirin reduce fever", "q2": "statins and cholesterol", "q3": "sleep and blood pressure"}
+    data = BeirData(tmp_path, "test", docs, queries, {"q1": {"1": 1}, "q2": {"2": 1}, "q3": {"3": 1}})
+    settings = Settings(home=tmp_path / "home", model="hash", sentence_vectors=False)
+    embedder = Recording()
+    snapshot, _ = beir_snapshot(data, embedder, settings, Home(settings.home))
+    Recording.calls.clear()
+    runs = run_beir(snapshot, embedder, data, settings, retrievers=("hybrid",))
+    assert Recording.calls == [1, 1, 1]
+    for qid, text in queries.items():
+        hits = rank(snapshot, HashEmbedder().encode([text])[0], text, settings)
+        assert runs["hybrid"][qid][0] == snapshot.source_ids[snapshot.row_source[hits[0].row]].removeprefix("beir:")
+
+
 def test_rag_eval_beir_scifact_slice_real_model(scifact_dir, tmp_path, rag_home):
     from typer.testing import CliRunner
 

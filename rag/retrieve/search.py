@@ -5,9 +5,10 @@ Fusion (default "zscore"): each retriever proposes `candidates` rows; every row 
 union (per query), and fused = lexical_weight * z(BM25) + (1 - lexical_weight) * z(cosine). Scoring the union
 with both retrievers means a row only one of them found still gets the other's opinion, and z-scores are on the
 same scale for every query (so hits of a comparison's side queries can be merged with the main query's).
-Measured through `rag eval --beir` on SciFact (nDCG@10, bundled model, chunked index; weight 0.4 picked on
-train, where 0.35-0.5 is flat): test 0.733 vs RRF 0.704, BM25 0.676, dense 0.652 (train 0.734). "rrf" is plain
-reciprocal-rank fusion, sum of 1 / (rrf_k + rank), over the two candidate lists.
+Measured through `rag eval --beir` on SciFact (nDCG@10, bundled model, chunked index; chunk cosine alone, weight
+0.4 picked on train, where 0.35-0.5 is flat): test 0.733 vs RRF 0.704, BM25 0.676, dense 0.652 (train 0.734). "rrf"
+is plain reciprocal-rank fusion, sum of 1 / (rrf_k + rank), over the two candidate lists. With sentence max-sim
+(below) the defaults are 0.35 for BM25 and 0.4 of the dense share for the best sentence (README, Quality).
 
 Where the build stored the answer's sentence vectors (rag.store.sentences), the dense share is split between the
 chunk's cosine and its best sentence's cosine (RAG_SENTENCE_WEIGHT; README, Quality): a chunk holding one sentence
