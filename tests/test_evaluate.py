@@ -309,7 +309,9 @@ def test_run_beir_encodes_each_question_alone_as_ask_does(tmp_path):
     from rag.store.home import Home
 
     class Recording(HashEmbedder):
-        calls: list[int] = []
+        def __init__(self):
+            super().__init__()
+            self.calls: list[int] = []
 
         def encode(self, texts, **kwargs):
             self.calls.append(len(texts))
@@ -322,9 +324,9 @@ def test_run_beir_encodes_each_question_alone_as_ask_does(tmp_path):
     settings = Settings(home=tmp_path / "home", model="hash", sentence_vectors=False)
     embedder = Recording()
     snapshot, _ = beir_snapshot(data, embedder, settings, Home(settings.home))
-    Recording.calls.clear()
+    embedder.calls.clear()
     runs = run_beir(snapshot, embedder, data, settings, retrievers=("hybrid",))
-    assert Recording.calls == [1, 1, 1]
+    assert embedder.calls == [1, 1, 1]
     for qid, text in queries.items():
         hits = rank(snapshot, HashEmbedder().encode([text])[0], text, settings)
         assert runs["hybrid"][qid][0] == snapshot.source_ids[snapshot.row_source[hits[0].row]].removeprefix("beir:")
