@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     # 0.4 (with lexical_weight 0.35): SciFact train 0.7446 vs 0.7423 at (0.4, 0.2), gold dev page@5 0.920 -> 0.938
     # and hit@5 0.991 -> 1.000; above 0.5 gold page@5 falls again.
     sentence_weight: float = Field(0.4, ge=0, le=1, description="Share of the dense weight given to the best sentence's cosine (0: chunk only).")
+    # BM25 window: the BM25 share is split between the chunk's own BM25 and its window's (it between its
+    # neighbours; rag.store.index.window_texts). 0.5: SciFact train 0.7446 -> 0.7486, gold dev page@1 0.652 -> 0.679
+    # (README, Quality); flat from 0.5 to 0.75 on both, lower at 1.
+    window_weight: float = Field(0.5, ge=0, le=1, description="Share of the BM25 weight given to the chunk's window: its text between its neighbours' (0: the chunk alone).")
     fusion: Literal["zscore", "rrf"] = Field(
         "zscore", description="How dense and BM25 candidates combine: per-query z-scored scores, or reciprocal rank."
     )

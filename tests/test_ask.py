@@ -119,7 +119,7 @@ def test_per_paper_cap_filters_and_references(built):
     assert any(p.chunk.is_references for p in refs.passages)  # found by BM25 alone: reference lists have no vector
     snapshot = library.snapshot()
     assert snapshot.manifest["dense"] == {"sentences": SENTENCES_VERSION, "reference_vectors": False}
-    assert snapshot.manifest["lexical"] == {"fields": "title section text"}  # another recipe rebuilds
+    assert snapshot.manifest["lexical"] == {"fields": "title section text", "window": 1}  # another recipe rebuilds
     norms = np.linalg.norm(np.load(snapshot.folder / "vectors.npy"), axis=1)
     assert snapshot.row_is_references.any() and (norms[snapshot.row_is_references] == 0).all()
     assert np.allclose(norms[~snapshot.row_is_references], 1.0, atol=1e-3)

@@ -100,6 +100,27 @@ def test_full_then_noop_then_edit(settings, served, tmp_path):
     assert ("arxiv:2206.10883", "added") in changes and ("arxiv:2304.02623", "removed") in changes
 
 
+def test_a_snapshot_from_before_bm25_windows_is_replaced_by_the_next_build(settings):
+    """Nothing else changed, yet the next build publishes a snapshot with the window index (another lexical recipe)
+    and embeds nothing: the vectors come from the cache."""
+    import shutil
+
+    first = Library(settings).build()
+    old = Snapshot.open_current(Home(settings.home))
+    shutil.rmtree(old.folder / "lexical_window")  # what a build of the previous release wrote
+    manifest = json.loads((old.folder / "manifest.json").read_text())
+    manifest["lexical"] = {"fields": manifest["lexical"]["fields"]}
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("lexical_window/")}
+    (old.folder / "manifest.json").write_text(json.dumps(manifest))
+    assert Snapshot.open_current(Home(settings.home)).lexical_window is None
+
+    again = Library(settings).build()
+    assert again.published and again.snapshot_id != first.snapshot_id and again.embedded == 0
+    rebuilt = Snapshot.open_current(Home(settings.home))
+    assert rebuilt.manifest["lexical"]["window"] == 1 and rebuilt.lexical_window.num_docs == rebuilt.size
+    assert not Library(settings).build().published  # and then nothing changed
+
+
 def test_a_rebuild_segments_only_the_chunks_it_has_not_seen(settings, monkeypatch):
     """The answer's sentence spans of unchanged chunks come from the last snapshot; only new chunks meet pysbd,
     and the stored table equals what segmenting everything gives."""

@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from rag.store.index import RECALL_TARGET, STOPWORDS_EN, DenseIndex, LexicalIndex, lexical_tokens, query_tokens
+from rag.store.index import (RECALL_TARGET, STOPWORDS_EN, DenseIndex, LexicalIndex, lexical_tokens, query_tokens,
+                             window_texts)
+from rag.types import Chunk
 from tests.conftest import shared_path
 
 
@@ -131,3 +133,22 @@ def test_a_lexical_index_whose_arrays_disagree_is_refused(tmp_path):
     np.save(tmp_path / "indptr.csc.index.npy", np.zeros(3, np.int32))
     with pytest.raises(ValueError, match="indptr"):
         LexicalIndex.load(tmp_path)
+
+
+def test_a_chunks_window_is_it_between_its_neighbours_of_the_same_source_and_part():
+    def chunk(source: str, ordinal: int, text: str, references: bool = False) -> Chunk:
+        return Chunk(source_id=source, ordinal=ordinal, text=text, page_start=1, page_end=1,
+                     section="References" if references else "Method", is_references=references)
+
+    chunks = [  # rows out of reading order: neighbours are found by source and ordinal, not by row
+        chunk("a", 1, "second"), chunk("b", 0, "other paper"), chunk("a", 0, "first"), chunk("a", 2, "third"),
+        chunk("a", 3, "Smith. 2020. A reference.", references=True), chunk("a", 5, "after a gap"),
+    ]
+    texts = window_texts(chunks, {"a": "Paper A", "b": "Paper B"})
+    assert texts[0] == "Paper A\nMethod\nfirst\nsecond\nthird"
+    assert texts[1] == "Paper B\nMethod\nother paper"  # a one-chunk source: its window is the chunk
+    assert texts[2] == "Paper A\nMethod\nfirst\nsecond"  # the first chunk has a neighbour on one side only
+    assert texts[3] == "Paper A\nMethod\nsecond\nthird"  # the reference list is another part
+    assert texts[4] == "Paper A\nReferences\nSmith. 2020. A reference."
+    assert texts[5] == "Paper A\nMethod\nafter a gap"  # ordinal 4 is missing: no neighbour
+    assert window_texts(chunks, {}, width=0)[0] == "Method\nsecond"

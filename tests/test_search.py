@@ -323,12 +323,20 @@ def test_reference_lists_are_not_encoded_and_found_by_bm25(rag_home, embedder, s
 
 def test_hybrid_scores_are_zscores_over_the_union_of_candidates(snapshot, embedder):
     question = "uptraining causal time into"  # words whose two retrievers' top 2 share one row
-    hits = rank(snapshot, embedder.encode([question])[0], question, Settings(lexical_weight=0.25), candidates=2)
+    vector = embedder.encode([question])[0]
+    hits = rank(snapshot, vector, question, Settings(lexical_weight=0.25, window_weight=0), candidates=2)
     assert len(hits) == 3 and sum(h.dense_rank is not None for h in hits) == 2  # the lists differ in one row
     assert all(h.dense_score is not None and h.lexical_score is not None for h in hits)
     dense = np.array([h.dense_score for h in hits])
     lexical = np.array([h.lexical_score for h in hits])
     np.testing.assert_allclose([h.score for h in hits], 0.25 * zscore(lexical) + 0.75 * zscore(dense), atol=1e-9)
+    # with the window's BM25 (the default splits the BM25 share in half), over the same union
+    windowed = rank(snapshot, vector, question, Settings(lexical_weight=0.25, window_weight=0.5), candidates=2)
+    rows = np.array([h.row for h in hits])
+    by_row = {h.row: h.score for h in windowed}
+    window = snapshot.lexical_window.scores(question)[rows]
+    expected = 0.25 * (0.5 * zscore(lexical) + 0.5 * zscore(window)) + 0.75 * zscore(dense)
+    np.testing.assert_allclose([by_row[r] for r in rows], expected, atol=1e-9)
     rrf = rank(snapshot, embedder.encode([question])[0], question, Settings(fusion="rrf"), candidates=2)
     for h in rrf:
         assert h.score == pytest.approx(sum(1 / (60 + r) for r in (h.dense_rank, h.lexical_rank) if r))
@@ -434,7 +442,7 @@ def test_a_chunk_with_one_answering_sentence_beats_a_diffuse_one(rag_home, embed
 def test_hybrid_with_sentences_is_a_three_way_zscore_mix(rag_home, embedder):
     snapshot = build_with_sentences(rag_home, [FOCUSED, DIFFUSE, OTHER, "Books and code. Mixed parts."])
     query = embedder.encode([SCHEDULE_QUESTION])[0]
-    hits = rank(snapshot, query, SCHEDULE_QUESTION, Settings(lexical_weight=0.3, sentence_weight=0.4))
+    hits = rank(snapshot, query, SCHEDULE_QUESTION, Settings(lexical_weight=0.3, sentence_weight=0.4, window_weight=0))
     rows = np.array([h.row for h in hits])
     dense = np.array([h.dense_score for h in hits])
     lexical = np.array([h.lexical_score for h in hits])
@@ -533,8 +541,8 @@ def test_a_focused_paper_shows_a_new_page_before_a_third_chunk_of_the_same_page(
             ("Sparse routing of a token to an expert: the expert routing layer in brief.", 1, "Routing"),
             (page_six, 6, "Routing"),
             ("We thank the reviewers.", 7, "Routing")])
-        found = retrieve(snapshot, HashEmbedder(), "sparse expert routing of tokens",
-                         Settings(per_paper=1, focus_per_paper=3), k=3, **overrides)
+        settings = Settings(per_paper=1, focus_per_paper=3, window_weight=0)  # the chunks' own scores alone
+        found = retrieve(snapshot, HashEmbedder(), "sparse expert routing of tokens", settings, k=3, **overrides)
         return [c.page_start for c in snapshot.chunks([h.row for h in found.hits])]
 
     near = "Each expert takes a fixed number of tokens (its capacity); sparse expert routing drops the overflow."
@@ -542,6 +550,44 @@ def test_a_focused_paper_shows_a_new_page_before_a_third_chunk_of_the_same_page(
     assert pages_found(tmp_path / "capped", near, per_paper=3) == [1, 1, 1]  # no focus rule: only the cap
     far = "The capacity factor sets how many tokens an expert takes; routing drops overflow tokens."
     assert pages_found(tmp_path / "far", far) == [1, 1, 1]  # 0.6 behind: the first page's chunks keep the places
+
+
+def test_a_chunk_whose_neighbour_holds_the_rest_of_the_question_ranks_first(tmp_path):
+    """The BM25 window: of two chunks with the same text, the one whose next chunk holds the question's other
+    words ranks above the one whose neighbour is about something else (which its shorter title puts first by the
+    chunks' own BM25)."""
+    lone = "Rotary position embedding rotates query and key vectors."
+    snapshot = one_paper(tmp_path, [(lone, 1, "Method"), ("The weather was mild all week.", 2, "Method")],
+                         others=((lone, "Method"), ("Position interpolation down-scales the indices.", "Method")))
+    question = "rotary embedding with position interpolation"
+    query = HashEmbedder().encode([question])[0]
+    lone_row, helped_row = 0, 2  # the same text in Switch Transformers and in the MQA paper
+    for weight, first in ((0.0, lone_row), (0.5, helped_row)):
+        hits = [h for h in rank(snapshot, query, question, Settings(window_weight=weight))
+                if h.row in (lone_row, helped_row)]
+        assert hits[0].dense_score == hits[1].dense_score  # the same text: only BM25 can tell them apart
+        assert hits[0].row == first
+    chunk_bm25 = {h.row: h.lexical_score for h in rank(snapshot, None, question, Settings(), mode="lexical")}
+    assert chunk_bm25[lone_row] > chunk_bm25[helped_row]  # alone, the lone chunk matches a little better
+
+
+def test_a_snapshot_without_bm25_windows_ranks_as_before(snapshot, embedder):
+    """A snapshot written before windows (no lexical_window/) still opens and ranks by the chunks' BM25."""
+    import json
+    import shutil
+
+    question = "memory bandwidth of decoding with one expert"
+    query = embedder.encode([question])[0]
+    before = rank(snapshot, query, question, Settings(window_weight=0.0))
+    assert rank(snapshot, query, question, Settings(window_weight=0.5)) != before  # the window moves scores
+    shutil.rmtree(snapshot.folder / "lexical_window")
+    manifest = json.loads((snapshot.folder / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("lexical_window/")}
+    (snapshot.folder / "manifest.json").write_text(json.dumps(manifest))
+    older = Snapshot(snapshot.folder)
+    older.verify(checksums=True)
+    assert older.lexical_window is None
+    assert rank(older, query, question, Settings(window_weight=0.5)) == before
 
 
 def test_a_focused_papers_overview_sections_rank_below_its_body(tmp_path):

@@ -174,7 +174,8 @@ def fetch_json(report) -> str:
 def beir_table(report) -> str:
     lines = [f"{report.dataset} {report.split}: {report.queries} queries, {report.documents} documents, "
              f"{report.chunks} chunks (fusion {report.settings['fusion']}, lexical weight "
-             f"{report.settings['lexical_weight']}, sentence weight {report.settings['sentence_weight']}, "
+             f"{report.settings['lexical_weight']}, window weight {report.settings.get('window_weight', 0)}, "
+             f"sentence weight {report.settings['sentence_weight']}, "
              f"title as {report.settings['title']})",
              f"{'retriever':<10}{'nDCG@10':>9}{'R@10':>8}{'R@100':>8}{'MRR@10':>8}"]
     for name, m in report.rows.items():

@@ -26,7 +26,7 @@ from rag.retrieve.query import paper_names, record_titles
 from rag.retrieve.search import rank
 from rag.settings import Settings
 from rag.store.home import Home, sha256
-from rag.store.index import LEXICAL_FIELDS
+from rag.store.index import LEXICAL_FIELDS, LEXICAL_WINDOW
 from rag.store.snapshot import Snapshot, SnapshotData, current_id, new_manifest, write_snapshot
 from rag.types import Document, Heading, Page, Progress, Source, SourceRecord
 
@@ -71,7 +71,7 @@ def recipe_key(corpus: Sequence[BeirDoc], embedder: Embedder, *, max_tokens: int
     """What decides the snapshot: the documents, the model, the chunker and its settings, the title handling,
     what BM25 indexes, and whether (and in which version) it stores the sentences' vectors."""
     digest = sha256("\n".join(f"{d.id}\0{d.title}\0{d.text}" for d in corpus))
-    key = f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}:{LEXICAL_FIELDS}"
+    key = f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}:{LEXICAL_FIELDS}:window{LEXICAL_WINDOW}"
     return sha256(key + (f":sentences{SENTENCES_VERSION}" if sentences else ""))[:16]
 
 
@@ -151,7 +151,7 @@ def evaluate_beir(folder: Path, settings: Settings, *, split: str = "test", limi
         queries=len(data.queries), rows={name: score_run(run, data.qrels) for name, run in runs.items()},
         snapshot=str(snapshot.folder), reused=reused,
         settings={"fusion": settings.fusion, "lexical_weight": settings.lexical_weight,
-                  "sentence_weight": settings.sentence_weight,
+                  "sentence_weight": settings.sentence_weight, "window_weight": settings.window_weight,
                   "candidates": settings.candidates, "title": title},
         seconds=timings,
     )

@@ -10,6 +10,10 @@ Measured through `rag eval --beir` on SciFact (nDCG@10, bundled model, chunked i
 is plain reciprocal-rank fusion, sum of 1 / (rrf_k + rank), over the two candidate lists. With sentence max-sim
 (below) the defaults are 0.35 for BM25 and 0.4 of the dense share for the best sentence (README, Quality).
 
+The BM25 share is itself split between the chunk's BM25 and its window's: BM25 over the chunk between its
+neighbours (RAG_WINDOW_WEIGHT, 0.5; rag.store.index.window_texts), so a passage whose neighbours hold the rest of
+the question's words ranks above one that matches as well alone (SciFact: a claim over an abstract cut in two).
+
 Where the build stored the answer's sentence vectors (rag.store.sentences), the dense share is split between the
 chunk's cosine and its best sentence's cosine (RAG_SENTENCE_WEIGHT; README, Quality): a chunk holding one sentence
 that answers ranks above one that is only about the topic throughout. Reference lists have no vectors (the build
@@ -149,14 +153,18 @@ def zscore(values: np.ndarray) -> np.ndarray:
 
 
 def fuse_zscore(dense: np.ndarray, lexical: np.ndarray, lexical_weight: float, sentence: np.ndarray | None = None,
-                sentence_weight: float = 0.0, has_vector: np.ndarray | None = None) -> np.ndarray:
+                sentence_weight: float = 0.0, has_vector: np.ndarray | None = None, window: np.ndarray | None = None,
+                window_weight: float = 0.0) -> np.ndarray:
     """lexical_weight * z(BM25) + the rest to z(cosine); given each row's best sentence cosine (NaN: the row has
     no stored sentence), that rest is split (1 - sentence_weight) * z(cosine) + sentence_weight * z(sentence),
     the sentence cosines z-scored over the rows that have them and a row without taking its z(cosine) instead
     (a table or code chunk is neither helped nor hurt by having no answer sentences). Likewise a row with no
     vector (`has_vector` False: a reference list) takes its z(BM25) for z(cosine), so it is scored by BM25 alone,
-    and the cosines are z-scored over the rows that have one."""
+    and the cosines are z-scored over the rows that have one. Given each row's window BM25 (the chunk between
+    its neighbours), z(BM25) is (1 - window_weight) * z(chunk's BM25) + window_weight * z(window's BM25)."""
     lexical = zscore(lexical)
+    if window is not None and window_weight > 0:
+        lexical = (1.0 - window_weight) * lexical + window_weight * zscore(window)
     semantic = zscore(dense)
     if has_vector is not None and not has_vector.all():
         semantic = lexical.copy()
@@ -211,10 +219,12 @@ def rank(
     elif mode == "lexical":
         fused = lexical_scores
     elif fusion == "zscore":
-        weight = settings.sentence_weight
+        weight, window_weight = settings.sentence_weight, settings.window_weight
         sentence = snapshot.sentence_cosines(rows, query_vector) if weight > 0 else None
+        windows = snapshot.lexical_window if window_weight > 0 else None
         fused = fuse_zscore(dense_scores, lexical_scores, lexical_weight, sentence, weight,
-                            None if has_vector is None else has_vector[rows])
+                            None if has_vector is None else has_vector[rows],
+                            None if windows is None else windows.scores(query_text)[rows], window_weight)
     else:
         fused = fuse_rrf(dense_rank, lexical_rank)
     order = np.lexsort((rows, -np.asarray(fused, np.float64)))

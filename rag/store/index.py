@@ -1,7 +1,8 @@
 """The two retrievers over one list of chunks: dense (numpy / FAISS) and lexical (BM25, bm25s).
 
 Row i of either index is chunk i of the snapshot. The dense index answers "scores for these candidates" as well
-as "nearest k"; the lexical one scores every row, so fusion can score the union of both candidate lists. Their
+as "nearest k"; the lexical one scores every row, so fusion can score the union of both candidate lists. A second
+lexical index scores each chunk's window, it between its neighbours (`window_texts`). Their
 files are written and read by rag.store.snapshot. Exact or HNSW: `DenseIndex.build(exact_max=...)`, which the
 build takes from RAG_EXACT_MAX.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from rag.blas import dot_rows
 from rag.text import stemmer
+from rag.types import Chunk
 
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
@@ -181,6 +184,28 @@ def lexical_text(title: str, section: str, text: str) -> str:
     paper or the subject of a section ("PaLM's batch size during training") far more often than the page's own
     words repeat them; measured on gold and SciFact (README, Quality)."""
     return "\n".join(part for part in (title, section, text) if part)
+
+
+# A chunk's BM25 window: its text between those of its neighbours (this many on each side, same source and part)
+LEXICAL_WINDOW = 1
+
+
+def window_texts(chunks: Sequence[Chunk], titles: Mapping[str, str], width: int = LEXICAL_WINDOW) -> list[str]:
+    """Each chunk's BM25 window document: its paper's title and its section heading, then the texts of the
+    `width` chunks before it, its own and the `width` after it, taken from the same source and the same part
+    (body or reference list). A question's words are often spread over a passage and its neighbours (a SciFact
+    claim over an abstract cut in two; a paper's setting on one chunk, its numbers on the next): rank() gives
+    part of the BM25 weight to the window (RAG_WINDOW_WEIGHT; README, Quality)."""
+    position = {(c.source_id, c.ordinal): i for i, c in enumerate(chunks)}
+    out = []
+    for chunk in chunks:
+        parts = []
+        for ordinal in range(chunk.ordinal - width, chunk.ordinal + width + 1):
+            i = position.get((chunk.source_id, ordinal))
+            if i is not None and chunks[i].is_references == chunk.is_references:
+                parts.append(chunks[i].text)
+        out.append(lexical_text(titles.get(chunk.source_id, ""), chunk.section, "\n".join(parts)))
+    return out
 
 
 def lexical_tokens(texts: list[str]) -> list[list[str]]:

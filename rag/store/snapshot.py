@@ -5,6 +5,7 @@
     snapshots/<id>/vectors.npy     float32 unit vectors, row-aligned (memory-mapped by readers)
     snapshots/<id>/vectors.faiss   the approximate index, when the corpus is past the exact-search size
     snapshots/<id>/lexical/        the BM25 index (bm25s)
+    snapshots/<id>/lexical_window/ BM25 over each chunk's window, it between its neighbours (optional: older ones lack it)
     snapshots/<id>/sentence*.npy   the answer's sentences: spans and float16 vectors (rag.store.sentences; optional)
     snapshots/<id>/<name>.json     extras (e.g. acronyms mined at build time)
     snapshots/<id>/.lock           held shared by readers, exclusively by pruning (rag.store.integrity)
@@ -32,7 +33,8 @@ import numpy as np
 from rag.errors import HomeUnusable, IndexMismatch, IndexMissing, SnapshotDamaged
 from rag.store.codec import from_jsonable, to_jsonable
 from rag.store.home import Home, atomic_write
-from rag.store.index import HNSW_EF_SEARCH, LEXICAL_FIELDS, DenseIndex, LexicalIndex, lexical_text
+from rag.store.index import (HNSW_EF_SEARCH, LEXICAL_FIELDS, LEXICAL_WINDOW, DenseIndex, LexicalIndex,
+                             lexical_text, window_texts)
 from rag.store.integrity import LOCK_NAME, damage, file_facts, held_exclusively, hold_shared
 from rag.store.sentences import StoredSentences, save_sentences
 from rag.types import Chunk, SourceRecord
@@ -48,7 +50,7 @@ def new_manifest(*, model: dict, chunker: dict, records: Sequence[SourceRecord],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": model,
         "chunker": chunker,
-        "lexical": {"fields": LEXICAL_FIELDS},
+        "lexical": {"fields": LEXICAL_FIELDS, "window": LEXICAL_WINDOW},
         **sections,
         "counts": {"sources": len(records), "ok": sum(r.status == "ok" for r in records),
                    "stale": sum(bool(r.stale) for r in records), "chunks": chunks},
@@ -88,6 +90,7 @@ def write_snapshot(home: Home, data: SnapshotData, *, exact_max: int, keep: int,
         titles = {r.source.id: r.title or r.source.title for r in data.sources}
         texts = [lexical_text(titles.get(c.source_id, ""), c.section, c.text) for c in data.chunks]
         LexicalIndex.build(texts or [""]).save(tmp / "lexical")
+        LexicalIndex.build(window_texts(data.chunks, titles) or [""]).save(tmp / "lexical_window")
         _write_sqlite(tmp / "chunks.sqlite", data.chunks, data.sources)
         if data.sentences is not None:
             save_sentences(tmp, *data.sentences)
@@ -128,16 +131,11 @@ def _write_sqlite(path: Path, chunks: list[Chunk], sources: list[SourceRecord]) 
             " page_start INTEGER, page_end INTEGER, section TEXT, is_references INTEGER, hash TEXT)"
         )
         db.execute("CREATE TABLE sources (id TEXT PRIMARY KEY, record TEXT)")
-        db.executemany(
-            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (i, c.source_id, c.ordinal, c.text, c.page_start, c.page_end, c.section, int(c.is_references), c.hash)
-                for i, c in enumerate(chunks)
-            ],
-        )
-        db.executemany(
-            "INSERT INTO sources VALUES (?, ?)", [(r.source.id, json.dumps(to_jsonable(r))) for r in sources]
-        )
+        db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)", [
+            (i, c.source_id, c.ordinal, c.text, c.page_start, c.page_end, c.section, int(c.is_references), c.hash)
+            for i, c in enumerate(chunks)])
+        db.executemany("INSERT INTO sources VALUES (?, ?)",
+                       [(r.source.id, json.dumps(to_jsonable(r))) for r in sources])
     db.close()
 
 
@@ -244,7 +242,7 @@ class Snapshot:
         self.row_has_vector = (~self.row_is_references if self.manifest.get("dense", {}).get("reference_vectors")
                                is False else None)
         self._dense: DenseIndex | None = None
-        self._lexical: LexicalIndex | None = None
+        self._lexicals: dict[str, LexicalIndex | None] = {}  # "lexical", "lexical_window" (None: not written)
         self._sentences: StoredSentences | bool | None = None
         self._extras: dict[str, object] = {}
 
@@ -343,10 +341,19 @@ class Snapshot:
 
     @property
     def lexical(self) -> LexicalIndex:
-        if self._lexical is None:
-            with self._reading("lexical/"):
-                self._lexical = LexicalIndex.load(self.folder / "lexical")
-        return self._lexical
+        return self._lexical_index("lexical")
+
+    @property
+    def lexical_window(self) -> LexicalIndex | None:
+        """BM25 over each chunk's window (rag.store.index.window_texts); None for a snapshot written before it."""
+        return self._lexical_index("lexical_window", optional=True)
+
+    def _lexical_index(self, name: str, *, optional: bool = False) -> LexicalIndex | None:
+        if name not in self._lexicals:
+            with self._reading(f"{name}/"):
+                folder = self.folder / name
+                self._lexicals[name] = LexicalIndex.load(folder) if folder.is_dir() or not optional else None
+        return self._lexicals[name]
 
     @contextmanager
     def _reading(self, what: str) -> Iterator[None]:
