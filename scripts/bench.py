@@ -102,6 +102,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
 from bench_ask import bench_ask  # noqa: E402
 from bench_build import bench_build  # noqa: E402
 from bench_faiss import bench_faiss  # noqa: E402
+from bench_peer_gold import bench_peers_gold  # noqa: E402
 from bench_peers import bench_peers  # noqa: E402
 from bench_reliability import bench_isolation  # noqa: E402
 from bench_serve import bench_serve  # noqa: E402
@@ -109,7 +110,7 @@ from bench_speed import bench_answer, bench_memory, bench_quantize  # noqa: E402
 
 SECTIONS.update({"ask": bench_ask, "build": bench_build, "faiss": bench_faiss, "isolation": bench_isolation,
                  "serve": bench_serve, "quantize": bench_quantize, "memory": bench_memory,
-                 "answer": bench_answer, "peers": bench_peers})
+                 "answer": bench_answer, "peers": bench_peers, "peers_gold": bench_peers_gold})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-rounds", type=int, default=2, help="Full builds (each in a fresh home) of the build section.")
     parser.add_argument("--hnsw-budget", type=float, default=150.0,
                         help="faiss section: seconds an HNSW build may take before it is stopped and extrapolated (0: no limit).")
-    parser.add_argument("--answer-home", help="answer section: the built home to ask (default: RAG_HOME).")
-    parser.add_argument("--peer-venvs", help="peers section: folder of the peers' venvs (li/, tx/; default $RAG_PEER_VENVS).")
+    parser.add_argument("--answer-home", help="answer and peers_gold sections: the built home to ask (default: RAG_HOME).")
+    parser.add_argument("--peer-venvs", help="peers and peers_gold sections: folder of the peers' venvs (li/, tx/; default $RAG_PEER_VENVS).")
     parser.add_argument("--peer-rounds", type=int, default=1, help="peers section: rounds of the three builds.")
     args = parser.parse_args(argv)
     for name in args.only or list(SECTIONS):

@@ -71,7 +71,8 @@ def recipe_key(corpus: Sequence[BeirDoc], embedder: Embedder, *, max_tokens: int
     """What decides the snapshot: the documents, the model, the chunker and its settings, the title handling,
     what BM25 indexes, and whether (and in which version) it stores the sentences' vectors."""
     digest = sha256("\n".join(f"{d.id}\0{d.title}\0{d.text}" for d in corpus))
-    key = f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}:{LEXICAL_FIELDS}:window{LEXICAL_WINDOW}"
+    key = (f"{digest}:{embedder.fingerprint}:{CHUNKER_VERSION}:{max_tokens}:{overlap}:{title}:{LEXICAL_FIELDS}"
+           f":window{LEXICAL_WINDOW}")
     return sha256(key + (f":sentences{SENTENCES_VERSION}" if sentences else ""))[:16]
 
 

@@ -5,7 +5,7 @@
     snapshots/<id>/vectors.npy     float32 unit vectors, row-aligned (memory-mapped by readers)
     snapshots/<id>/vectors.faiss   the approximate index, when the corpus is past the exact-search size
     snapshots/<id>/lexical/        the BM25 index (bm25s)
-    snapshots/<id>/lexical_window/ BM25 over each chunk's window, it between its neighbours (optional: older ones lack it)
+    snapshots/<id>/lexical_window/ BM25 over each chunk between its neighbours (older snapshots lack it)
     snapshots/<id>/sentence*.npy   the answer's sentences: spans and float16 vectors (rag.store.sentences; optional)
     snapshots/<id>/<name>.json     extras (e.g. acronyms mined at build time)
     snapshots/<id>/.lock           held shared by readers, exclusively by pruning (rag.store.integrity)

@@ -1,5 +1,6 @@
 """txtai hybrid index over a folder of PDFs; runs inside a txtai venv.
-Usage: python scripts/peers/peer_txtai.py PDF_DIR -> one JSON line: imports_s, load_s, index_s, chunks.
+Usage: python scripts/peers/peer_txtai.py PDF_DIR [QUESTIONS.json] -> one JSON line: imports_s, load_s, index_s,
+chunks; given a JSON list of questions, first a line {"answers": [[[file stem, page], ...]]} (the top 5 of each).
 Setup as in issue 17: Embeddings(hybrid=True, content=True) with the bundled all-MiniLM-L6-v2; text by pypdf
 (plain), split into sentences (regex) and packed into chunks of at most 256 word pieces of the model's tokenizer."""
 import json, os, re, sys, time
@@ -39,6 +40,10 @@ emb = Embeddings(path=model, hybrid=True, content=True)
 emb.index([(i, text, None) for i, text in chunks])
 index_s = time.perf_counter() - t
 top = emb.search("how does GQA differ from MQA", 5)
+if len(sys.argv) > 2:
+    answers = [[[r["id"].split("#")[0], int(r["id"].split("#")[1].split("-")[0])] for r in emb.search(q, 5)]
+               for q in json.load(open(sys.argv[2]))]
+    print(json.dumps({"answers": answers}))
 print(json.dumps(dict(peer="txtai", imports_s=round(imports_s, 1), load_s=round(load_s, 1), chunk_s=round(chunk_s, 1),
                       index_s=round(index_s, 1), build_s=round(time.perf_counter() - t0 - imports_s, 1),
                       chunks=len(chunks), pages=len(pages), top=top[0]["id"] if top else None)))
