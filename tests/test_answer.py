@@ -302,6 +302,35 @@ def test_notice_only_when_no_passage_names_the_side(hash_embedder):
     assert summary.sentences[0].text.startswith("MQA")
 
 
+def test_a_side_named_without_its_size_is_not_noticed_missing(hash_embedder):
+    """"Mixtral 8x7B": the Mixtral paper's passages say "Mixtral"; a note that no passage mentions it would be false."""
+    passages = [make_passage("Mixtral routes every token to two of eight experts in each layer of the network. "
+                             "Each expert is a feed-forward block with the SwiGLU activation.", "Jiang et al. 2024, p. 2"),
+                make_passage("Llama 2 70B was pretrained on two trillion tokens of public data for many weeks. "
+                             "It is a dense model with grouped-query attention.", "Touvron et al. 2023, p. 5",
+                             ordinal=1)]
+    summary = extractive_summary("How does Mixtral 8x7B compare with Llama 2 70B?", passages, hash_embedder,
+                                 sides=("Mixtral 8x7B", "Llama 2 70B"))
+    assert summary.notice == ""
+    missing = extractive_summary("How does Mixtral 8x7B compare with Falcon 40B?", passages, hash_embedder,
+                                 sides=("Mixtral 8x7B", "Falcon 40B"))
+    assert missing.notice == "no passage mentions Falcon 40B"
+
+
+def test_a_sides_own_passage_gives_its_sentence_only_if_the_sentence_names_it(hash_embedder):
+    """"PaperQA compared with human experts": the passage retrieved for "human experts" is about a router's experts;
+    its sentences name neither human nor experts as the side, so none is quoted as that side's half of a pair."""
+    paperqa = make_passage("PaperQA exceeds human performance on LitQA with an accuracy of 69.5 percent. The "
+                           "benchmark holds questions written from recent biomedical papers.", "Ramos et al. 2024, p. 34")
+    router = make_passage("We analyse the expert selection by the router in each layer of the model. Tokens of the "
+                          "same domain are not routed to the same experts.", "Jiang et al. 2024, p. 7", ordinal=1)
+    router = Passage(chunk=router.chunk, score=0.5, citation=router.citation, side="human experts")
+    summary = extractive_summary("How does PaperQA perform on LitQA compared with human experts?", [paperqa, router],
+                                 hash_embedder, sides=("PaperQA", "human experts"))
+    assert summary.sentences[0].joiner == " "  # no "A [1]; B [2]" pair
+    assert summary.sentences[0].markers == (1,) and summary.notice == "no passage mentions human experts"
+
+
 def test_questions_asking_for_a_figure_prefer_the_sentence_that_has_it(hash_embedder):
     from rag.answer.extractive import asks_for_definition, asks_for_number
 

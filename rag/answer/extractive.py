@@ -116,6 +116,13 @@ class _Side:
         """Is a sentence (or passage) of `source` about this side: from its paper, or else naming it."""
         return source == self.paper if self.paper else bool(self.pattern.search(text))
 
+    @property
+    def name_terms(self) -> frozenset[str]:
+        """The content words of the side's name without its sizes and versions: "Mixtral 8x7B" -> {mixtral}; a
+        text holding them all names the side, though not in the name's exact form."""
+        terms = content_terms(self.label)
+        return frozenset(t for t in terms if not any(ch.isdigit() for ch in t)) or terms
+
 
 def parse_sides(sides: Sequence[str], papers: Sequence[str] = ()) -> tuple[_Side, ...]:
     """("GQA|grouped-query attention", "MQA") -> matchers; a side matches any of its |-separated names, or, given
@@ -287,14 +294,15 @@ def _mmr_fill(chosen, candidates, relevance, similarity, limit) -> list[int]:
 
 def _pick_side(side, others, chosen, candidates, relevance, similarity) -> int | None:
     """The best sentence for one side of a comparison: from a paper no other side's sentence came from (each side
-    is quoted from its own paper), about the side (naming it, or from a passage retrieved for it), preferably
-    not naming the other sides, most relevant."""
+    is quoted from its own paper), about the side (naming it, or from a passage retrieved for it and holding the
+    words of its name: "expert selection by the router" is no sentence about "human experts"), preferably not
+    naming the other sides, most relevant."""
     used = {candidates[j].source for j in chosen}
     options = [
         (c.source not in used and side.about(c.text, c.source), side.about(c.text, c.source), c.source not in used,
          c.side == side.label, not any(o.about(c.text, c.source) for o in others), relevance[i], i)
         for i, c in enumerate(candidates)
-        if (side.about(c.text, c.source) or c.side == side.label) and i not in chosen
+        if (side.about(c.text, c.source) or c.side == side.label and side.name_terms <= c.terms) and i not in chosen
         and not _redundant(i, chosen, candidates, similarity)
     ]
     return max(options)[-1] if options else None
@@ -342,7 +350,7 @@ def extractive_summary(
     parsed = parse_sides(sides, side_papers)
     # said only when true: no passage (not only no sentence fit for an answer) names that side or holds its words
     missing = [side.label for side in parsed[:2]
-               if not any(side.about(p.text, p.chunk.source_id) or content_terms(side.label) <= content_terms(p.text)
+               if not any(side.about(p.text, p.chunk.source_id) or side.name_terms <= content_terms(p.text)
                           for p in passages)]
     limit = min(max(max_sentences, MIN_SENTENCES), MAX_SENTENCES)
     candidates = _shortlist(expanded or query, candidates, parsed)
