@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench_peers import HERE, PEERS, run_child
 from benchkit import BENCH_ROOT, REPO, SHARED_DATA
+from rag.eval.gold import Figures, GoldResult, figures
 
 PDF_DIRS = ("seed_pdfs", "pdfs_more")
 ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5})")
@@ -34,22 +35,20 @@ def gold_pdfs(folder: Path) -> dict[str, str]:
     return sources
 
 
-def score(questions, found: list[list[tuple[str, set[int]]]]) -> dict[str, float]:
-    """The gold figures of one system: per question, its top 5 as (source id, pages cited)."""
-    hit1 = hit5 = mrr = page5 = paged = 0
+def score(questions, found: list[list[tuple[str, set[int]]]]) -> Figures:
+    """The gold figures of one system (`rag eval --gold`'s own aggregation): per question, its top 5 as
+    (source id, pages cited)."""
+    results = []
     for question, top in zip(questions, found, strict=True):
         top = top[:5]
         expected = {e.source for e in question.expect}
-        ranks = [i for i, (source, _) in enumerate(top, 1) if source in expected]
-        hit1 += bool(ranks and ranks[0] == 1)
-        hit5 += bool(ranks)
-        mrr += 1 / ranks[0] if ranks else 0.0
         pages = {e.source: set(e.pages) for e in question.expect if e.pages}
-        if pages:
-            paged += 1
-            page5 += any(source in pages and cited & pages[source] for source, cited in top)
-    n = len(questions)
-    return {"questions": n, "hit@1": hit1 / n, "hit@5": hit5 / n, "mrr": mrr / n, "page@5": page5 / max(paged, 1)}
+        rank = next((i for i, (source, _) in enumerate(top, 1) if source in expected), None)
+        page_rank = next((i for i, (source, cited) in enumerate(top, 1)
+                          if source in pages and cited & pages[source]), None)
+        results.append(GoldResult(question=question.question, rank=rank, page_rank=page_rank, cited_pages=(),
+                                  paged=bool(pages), returned=tuple(source for source, _ in top)))
+    return figures(results)
 
 
 def rag_answers(home: Path, questions) -> list[list[tuple[str, set[int]]]]:
@@ -103,4 +102,4 @@ def bench_peers_gold(args: argparse.Namespace) -> None:
     print(f"peers_gold: seeds/gold.jsonl, {len(questions)} questions over {len(sources)} PDFs; rag from {home}")
     print(f"  {'system':12s} {'hit@1':>7s} {'hit@5':>7s} {'MRR':>7s} {'page@5':>7s}")
     for name, row in rows.items():
-        print(f"  {name:12s} {row['hit@1']:7.3f} {row['hit@5']:7.3f} {row['mrr']:7.3f} {row['page@5']:7.3f}")
+        print(f"  {name:12s} {row.hit1:7.3f} {row.hit5:7.3f} {row.mrr:7.3f} {row.page5:7.3f}")

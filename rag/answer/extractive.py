@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -116,7 +117,7 @@ class _Side:
         """Is a sentence (or passage) of `source` about this side: from its paper, or else naming it."""
         return source == self.paper if self.paper else bool(self.pattern.search(text))
 
-    @property
+    @cached_property  # read for every candidate sentence of the side
     def name_terms(self) -> frozenset[str]:
         """The content words of the side's name without its sizes and versions: "Mixtral 8x7B" -> {mixtral}; a
         text holding them all names the side, though not in the name's exact form."""
